@@ -1,0 +1,45 @@
+# The two commands of the README: `make run` and `make test`. Everything else helps them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.base: requirements/base.txt | $(BIN)/activate
+	$(PY) -m pip install --quiet -r requirements/base.txt
+	touch $@
+
+$(VENV)/.dev: requirements/base.txt requirements/dev.txt | $(BIN)/activate
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $(VENV)/.base $@
+
+## run: install, migrate, load the demo workspace, serve on :8000 with a worker (Ctrl-C stops both)
+run: $(VENV)/.base
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_setup
+	$(PY) manage.py run_local
+
+## test: install dev requirements and run the whole suite (pytest exit 5, no tests, fails too)
+test: $(VENV)/.dev
+	$(PY) manage.py check --fail-level WARNING
+	$(PY) manage.py makemigrations --check --dry-run
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.dev
+	@set -e; for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script; done
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,73 @@
+"""One DRF exception handler: service errors, validation and permissions look alike.
+
+Body: {"detail": message, "code": code, "errors": {field: [messages]}}.
+"""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from apps.core.errors import ApplicationError
+
+
+def _as_lists(detail) -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
+                # Newer DRF reports list-serializer errors as {index: errors}.
+                for index, item in value.items():
+                    for sub, msgs in _as_lists(item).items():
+                        out[f"{key}[{index}].{sub}"] = msgs
+            elif isinstance(value, dict):
+                for sub, msgs in _as_lists(value).items():
+                    out[f"{key}.{sub}"] = msgs
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                for index, item in enumerate(value):
+                    for sub, msgs in _as_lists(item).items():
+                        out[f"{key}[{index}].{sub}"] = msgs
+            elif isinstance(value, list):
+                out[key] = [str(v) for v in value]
+            else:
+                out[key] = [str(value)]
+        return out
+    if isinstance(detail, list):
+        return {"non_field_errors": [str(v) for v in detail]}
+    return {"non_field_errors": [str(detail)]}
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        return Response(
+            {"detail": exc.message, "code": exc.code, "errors": exc.errors},
+            status=exc.status_code,
+        )
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        exc = exceptions.ValidationError(detail)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {
+            "detail": "Invalid input.",
+            "code": "invalid",
+            "errors": _as_lists(exc.detail),
+        }
+        response.status_code = status.HTTP_400_BAD_REQUEST
+    elif isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        response.data = {
+            "detail": str(exc.detail),
+            "code": codes if isinstance(codes, str) else "error",
+            "errors": {},
+        }
+    return response

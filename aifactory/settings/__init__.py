@@ -1,0 +1,1 @@
+"""Settings package: `base` is the embedded default, `production` hardens it."""

@@ -1,0 +1,33 @@
+"""Root URLs: web pages, admin, API v1 with its schema, health."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from apps.core import views as core_views
+
+admin.site.site_header = "AI Factory — compliance"
+admin.site.site_title = "AI Factory admin"
+admin.site.index_title = "Governance"
+
+api_v1 = [
+    path("", include("apps.core.api.urls")),
+    path("", include("apps.charters.api.urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="charters:list", permanent=False), name="home"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("inbox/", core_views.inbox, name="inbox"),
+    path("inbox/read/", core_views.inbox_mark_read, name="inbox-read"),
+    path("charters/", include("apps.charters.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+]

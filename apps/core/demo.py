@@ -1,0 +1,305 @@
+"""The demo workspace: known users and realistic charters, built through the services."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from apps.charters import services as charter_services
+from apps.charters.models import Charter
+
+from . import groups
+from .models import ApiKey
+from .services import api_key_create
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    password: str
+    name: str
+    role: str
+    group: str | None
+    staff: bool = False
+    superuser: bool = False
+
+
+DEMO_USERS = (
+    DemoUser(
+        "olivia", "olivia-demo-2026", "Olivia Owner", "business owner", groups.BUSINESS_OWNERS
+    ),
+    DemoUser(
+        "bruno", "bruno-demo-2026", "Bruno Business", "business owner", groups.BUSINESS_OWNERS
+    ),
+    DemoUser(
+        "carl",
+        "carl-demo-2026",
+        "Carl Compliance",
+        "compliance officer (admin)",
+        groups.COMPLIANCE,
+        staff=True,
+    ),
+    DemoUser("pat", "pat-demo-2026", "Pat Platform", "platform engineer", groups.PLATFORM),
+    DemoUser(
+        "admin",
+        "admin-demo-2026",
+        "Ada Admin",
+        "operator (superuser)",
+        None,
+        staff=True,
+        superuser=True,
+    ),
+)
+INTEGRATION_USER = "helpdesk-bot"
+
+
+def _user(spec: DemoUser):
+    User = get_user_model()
+    first, last = spec.name.split(" ", 1)
+    user, _ = User.objects.get_or_create(username=spec.username)
+    user.first_name, user.last_name = first, last
+    user.email = f"{spec.username}@demo.aifactory.local"
+    user.is_staff, user.is_superuser = spec.staff, spec.superuser
+    user.set_password(spec.password)
+    user.save()
+    if spec.group:
+        user.groups.add(Group.objects.get(name=spec.group))
+    return user
+
+
+def _metric(name, layer, role, direction, unit, baseline, target, guardrail=None, description=""):
+    return {
+        "name": name,
+        "layer": layer,
+        "role": role,
+        "direction": direction,
+        "unit": unit,
+        "baseline_value": Decimal(baseline),
+        "target_value": Decimal(target),
+        "guardrail_value": Decimal(guardrail) if guardrail is not None else None,
+        "description": description,
+        "allowed_segment_keys": ["language", "geography", "user_role", "task_type"],
+    }
+
+
+SUPPORT_CHARTER = {
+    "title": "Support reply drafting",
+    "slug": "support-reply-drafting",
+    "problem": (
+        "Tier-1 agents spend about 40% of each shift typing routine replies (order status, "
+        "refunds, password resets). Backlogs build every Monday and customers wait a median of "
+        "9 hours for a first answer."
+    ),
+    "process": (
+        "When an agent opens a ticket in Zendesk, the model drafts a reply grounded in the "
+        "knowledge base article the router picked. The agent reads, edits and sends it; nothing is "
+        "sent without a human. Team leads review a 5% sample weekly and correct the knowledge base."
+    ),
+    "proof": (
+        "Over an 8-week pilot with 40 agents against a matched control group: average handle time "
+        "falls from 12 to 9.5 minutes while CSAT stays at or above 4.3 and the reopen rate does not "
+        "rise. Measured per language; German and French must each meet the target on their own."
+    ),
+    "target_users": "Tier-1 support agents in Berlin, Lisbon and Manila (EN, DE, FR, PT)",
+    "risk_tier": "medium",
+    "data_sensitivity": "confidential",
+    "intended_use": (
+        "Drafting customer replies for agent review. Not for refunds above EUR 200, legal "
+        "complaints or anything the agent has not read."
+    ),
+    "retirement_condition": (
+        "Retire if handle time has not improved by 10% after two quarters, or if CSAT falls "
+        "below the guardrail for four consecutive weeks."
+    ),
+}
+SUPPORT_METRICS = [
+    _metric(
+        "Average handle time",
+        "business_outcome",
+        "primary",
+        "decrease",
+        "minutes",
+        "12",
+        "9.5",
+        description="Minutes from ticket open to reply sent, per ticket.",
+    ),
+    _metric(
+        "Customer satisfaction (CSAT)",
+        "business_outcome",
+        "supporting",
+        "increase",
+        "score",
+        "4.3",
+        "4.4",
+        "4.2",
+    ),
+    _metric(
+        "Draft acceptance rate",
+        "output_quality",
+        "supporting",
+        "increase",
+        "%",
+        "0",
+        "70",
+        "50",
+        description="Share of drafts sent with light or no edits.",
+    ),
+    _metric("Reopen rate", "workflow_efficiency", "supporting", "decrease", "%", "8", "7", "9"),
+    _metric(
+        "Draft latency p95", "platform_health", "supporting", "decrease", "seconds", "6", "3", "8"
+    ),
+]
+SUPPORT_DEPENDENCIES = [
+    {
+        "kind": "system",
+        "name": "Zendesk",
+        "criticality": "critical",
+        "notes": "Tickets in, drafts out via the app sidebar.",
+    },
+    {
+        "kind": "data_source",
+        "name": "Help-centre knowledge base",
+        "criticality": "high",
+        "notes": "Grounding passages; owned by Support Ops.",
+    },
+    {
+        "kind": "team",
+        "name": "Support Operations",
+        "criticality": "high",
+        "notes": "Weekly sample review and KB fixes.",
+    },
+    {
+        "kind": "vendor",
+        "name": "Model hosting provider (EU region)",
+        "criticality": "high",
+        "notes": "DPA signed; no training on our data.",
+    },
+    {
+        "kind": "model",
+        "name": "Instruction-tuned chat model",
+        "criticality": "high",
+        "notes": "Pinned version; evaluated per release.",
+    },
+]
+
+CLAIMS_CHARTER = {
+    "title": "Claims intake triage",
+    "slug": "claims-intake-triage",
+    "problem": "Incoming property claims wait two days in a shared inbox before anyone routes them.",
+    "process": "The model classifies each claim e-mail by peril and urgency; a claims handler confirms the route.",
+    "proof": "",
+    "target_users": "Claims handlers, property team",
+    "risk_tier": "high",
+    "data_sensitivity": "restricted",
+    "intended_use": "Routing suggestions only; no decision on cover or payout.",
+}
+CLAIMS_METRICS = [
+    _metric("Time to first touch", "business_outcome", "primary", "decrease", "hours", "48", "4"),
+    _metric("Routing accuracy", "output_quality", "supporting", "increase", "%", "0", "92", "85"),
+]
+
+CONTRACTS_CHARTER = {
+    "title": "Supplier contract clause extraction",
+    "slug": "supplier-contract-clauses",
+    "problem": "Procurement reads every supplier contract renewal by hand to find liability caps and auto-renewal terms.",
+    "process": "The model extracts the clauses into a checklist; a procurement lawyer checks each extracted clause against the source page.",
+    "proof": "Review time per contract halves with no missed auto-renewal in a 200-contract back-test.",
+    "target_users": "Procurement lawyers",
+    "risk_tier": "high",
+    "data_sensitivity": "confidential",
+    "intended_use": "Checklist preparation for lawyer review; never a legal opinion.",
+    "retirement_condition": "Retire when the contract system ships native clause extraction.",
+}
+CONTRACTS_METRICS = [
+    _metric(
+        "Review time per contract", "business_outcome", "primary", "decrease", "minutes", "95", "45"
+    ),
+    _metric("Clause recall", "output_quality", "supporting", "increase", "%", "0", "98", "95"),
+    _metric(
+        "Contracts reviewed per week",
+        "workflow_efficiency",
+        "supporting",
+        "increase",
+        "count",
+        "30",
+        "60",
+    ),
+]
+CONTRACTS_DEPENDENCIES = [
+    {"kind": "system", "name": "Contract repository", "criticality": "critical", "notes": ""},
+    {"kind": "team", "name": "Legal operations", "criticality": "high", "notes": ""},
+]
+
+
+def _charter(actor, fields, metrics, dependencies, review_in_days):
+    existing = Charter.objects.filter(slug=fields["slug"]).first()
+    if existing:
+        return existing, False
+    review = timezone.localdate() + dt.timedelta(days=review_in_days)
+    return (
+        charter_services.charter_create(
+            actor=actor,
+            fields={**fields, "review_date": review},
+            metrics=metrics,
+            dependencies=dependencies,
+        ),
+        True,
+    )
+
+
+@transaction.atomic
+def demo_setup() -> dict:
+    """Create (or refresh) the demo users and charters; returns what a banner should print."""
+    groups.ensure_groups()
+    users = {spec.username: _user(spec) for spec in DEMO_USERS}
+    olivia, bruno, carl = users["olivia"], users["bruno"], users["carl"]
+
+    support, created = _charter(olivia, SUPPORT_CHARTER, SUPPORT_METRICS, SUPPORT_DEPENDENCIES, 120)
+    if created:
+        charter_services.charter_share(
+            actor=olivia, charter=support, user=users["pat"], access="view"
+        )
+        charter_services.charter_submit(actor=olivia, charter=support)
+        charter_services.charter_approve(
+            actor=carl, charter=support, reason="Metrics and guardrails are clear."
+        )
+        charter_services.charter_start_pilot(actor=olivia, charter=support)
+    _charter(olivia, CLAIMS_CHARTER, CLAIMS_METRICS, [], 60)
+    contracts, created = _charter(
+        bruno, CONTRACTS_CHARTER, CONTRACTS_METRICS, CONTRACTS_DEPENDENCIES, 90
+    )
+    if created:
+        charter_services.charter_submit(actor=bruno, charter=contracts)
+
+    bot, _ = get_user_model().objects.get_or_create(username=INTEGRATION_USER)
+    bot.groups.add(Group.objects.get(name=groups.INTEGRATIONS))
+    charter_services.charter_share(actor=olivia, charter=support, user=bot, access="view")
+    api_key = None
+    if not ApiKey.objects.filter(user=bot, revoked=False).exists():
+        _, api_key = api_key_create(user=bot, name="demo helpdesk integration")
+    return {"users": DEMO_USERS, "api_key": api_key, "integration_user": INTEGRATION_USER}
+
+
+def banner(result: dict | None = None) -> str:
+    """The lines printed at start: where to go and how to sign in."""
+    lines = ["", "AI Factory demo workspace — sign in at http://127.0.0.1:8000/", ""]
+    lines.append(f"  {'user':<8} {'password':<18} role")
+    for spec in DEMO_USERS:
+        lines.append(f"  {spec.username:<8} {spec.password:<18} {spec.role}")
+    if result and result.get("api_key"):
+        lines += [
+            "",
+            f"  API key for '{result['integration_user']}' (shown once): {result['api_key']}",
+        ]
+    lines += [
+        "",
+        "  Business owners: /charters/   Compliance: /admin/   API docs: /api/docs/   Health: /healthz",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""The standard groups and the model-level permissions each one holds."""
+
+from django.contrib.auth.models import Group, Permission
+
+BUSINESS_OWNERS = "business owners"
+COMPLIANCE = "compliance"
+PLATFORM = "platform"
+INTEGRATIONS = "integrations"
+
+# Object-level access (owner, shared with) is granted by services; these are global.
+GROUP_PERMISSIONS: dict[str, list[str]] = {
+    BUSINESS_OWNERS: ["charters.add_charter"],
+    COMPLIANCE: [
+        "charters.view_charter",
+        "charters.approve_charter",
+        "charters.view_metric",
+        "charters.view_dependency",
+        "charters.view_historicalcharter",
+        "charters.view_historicalmetric",
+        "charters.view_historicaldependency",
+    ],
+    PLATFORM: [],
+    INTEGRATIONS: [],
+}
+
+
+def ensure_groups(**kwargs) -> None:
+    """Create the standard groups and give them their permissions (idempotent)."""
+    for name, perms in GROUP_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        wanted = []
+        for dotted in perms:
+            app_label, codename = dotted.split(".")
+            perm = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if perm is not None:
+                wanted.append(perm)
+        group.permissions.add(*wanted)
+
+
+def in_group(user, name: str) -> bool:
+    """Whether the user belongs to the named group (cached per user object)."""
+    if not user or not user.is_authenticated:
+        return False
+    cache = getattr(user, "_group_names", None)
+    if cache is None:
+        cache = set(user.groups.values_list("name", flat=True))
+        user._group_names = cache
+    return name in cache
