@@ -12,12 +12,15 @@ admin.site.site_header = "AI Factory — compliance"
 admin.site.site_title = "AI Factory admin"
 admin.site.index_title = "Governance"
 
+# The prompt API first: resolve is the hottest route and Django tries patterns in order.
 api_v1 = [
+    path("", include("apps.prompts.api.urls")),
     path("", include("apps.core.api.urls")),
     path("", include("apps.charters.api.urls")),
 ]
 
 urlpatterns = [
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("", RedirectView.as_view(pattern_name="charters:list", permanent=False), name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -25,8 +28,8 @@ urlpatterns = [
     path("inbox/", core_views.inbox, name="inbox"),
     path("inbox/read/", core_views.inbox_mark_read, name="inbox-read"),
     path("charters/", include("apps.charters.urls")),
+    path("prompts/", include("apps.prompts.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -9,6 +9,8 @@ from django.conf import settings
 
 from tests import factories
 
+pytest_plugins = ["tests.browser"]
+
 # Playwright's sync API runs an event loop in the test thread; the ORM calls made
 # by tests around it are still synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -44,6 +46,18 @@ def _fast_and_isolated(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # One process here, so per-process memory is a consistent shared cache: exercise the
+    # hot-path caching and its invalidation in every test, starting empty.
+    settings.HOT_CACHE_SECONDS = 300
+    from django.core.cache import cache
+
+    from apps.core import hotcache
+
+    cache.clear()
+    hotcache.reset()
+    from apps.prompts.services import consumer_counts_reset
+
+    consumer_counts_reset()
     from aifactory.celery import app
 
     app.conf.task_always_eager = True

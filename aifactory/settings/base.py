@@ -137,6 +137,20 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# --- Cache -------------------------------------------------------------------------
+# Per-process memory by default; CACHE_URL (redis://…) shares it between processes, which
+# production wants for the resolve cache and the buffered consumer counts.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "apps.core.cache.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "aifactory"}
+    )
+}
+# Hot-path caching (API keys, permission decisions, resolves) needs a shared cache.
+HOT_CACHE_SECONDS = int(os.environ.get("AIFACTORY_HOT_CACHE_SECONDS", "300" if CACHE_URL else "0"))
+
 # --- E-mail ------------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
@@ -174,7 +188,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Risk tiers and criticality share one scale (low … critical): one schema name.
-    "ENUM_NAME_OVERRIDES": {"LevelEnum": "apps.charters.choices.RiskTier"},
+    "ENUM_NAME_OVERRIDES": {
+        "LevelEnum": "apps.charters.choices.RiskTier",
+        "CharterStatusEnum": "apps.charters.choices.CharterStatus",
+        "PromptStatusEnum": "apps.prompts.choices.PromptStatus",
+        "VersionStatusEnum": "apps.prompts.choices.VersionStatus",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------------
@@ -187,6 +206,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR),
         "processed_folder": str(BROKER_DIR),
         "store_processed": False,
+        # Broadcast (pidbox) files; kombu's default is ./control in the working directory.
+        "control_folder": str(BROKER_DIR / "control"),
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -207,5 +228,10 @@ LOGGING = {
 SITE_URL = os.environ.get("AIFACTORY_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # Periodic work, run by `celery beat` (embedded in the local worker with -B).
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "prompt-review-reminders": {
+        "task": "apps.prompts.tasks.prompt_review_reminders",
+        "schedule": 60 * 60 * 6,
+    },
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -6,14 +6,11 @@ pages); metrics and dependencies are shown read-only and edited on the web or th
 """
 
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from django.shortcuts import render
+from django.contrib import admin
 from django.utils.html import format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from apps.core.errors import ApplicationError
+from apps.core.admin_actions import service_action
 
 from . import permissions, selectors, services
 from .models import Charter, Dependency, Metric
@@ -110,51 +107,17 @@ class CharterAdminForm(forms.ModelForm):
         return cleaned
 
 
-class ReasonForm(forms.Form):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), required=True, max_length=5000
-    )
-
-
 def _transition_action(name: str):
     transition = services.TRANSITIONS[name]
-
-    def run(modeladmin, request, queryset):
-        reason = ""
-        if transition.needs_reason:
-            form = ReasonForm(request.POST if "apply" in request.POST else None)
-            if not form.is_valid():
-                return render(
-                    request,
-                    "admin/charters/transition_reason.html",
-                    {
-                        **modeladmin.admin_site.each_context(request),
-                        "title": f"{transition.label}: give a reason",
-                        "form": form,
-                        "charters": queryset,
-                        "action": f"charter_{name}",
-                        "opts": modeladmin.model._meta,
-                        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-                    },
-                )
-            reason = form.cleaned_data["reason"]
-        for charter in queryset:
-            try:
-                services.charter_transition(
-                    actor=request.user, charter=charter, name=name, reason=reason
-                )
-            except (ApplicationError, PermissionDenied, Http404) as exc:
-                message = getattr(exc, "message", None) or str(exc) or "Not allowed."
-                modeladmin.message_user(request, f"{charter}: {message}", messages.ERROR)
-            else:
-                modeladmin.message_user(
-                    request, f"{charter}: {transition.label.lower()} done.", messages.SUCCESS
-                )
-        return None
-
-    run.__name__ = f"charter_{name}"
-    run.short_description = f"{transition.label} selected charters"
-    return run
+    return service_action(
+        f"charter_{name}",
+        transition.label,
+        lambda request, charter, reason: services.charter_transition(
+            actor=request.user, charter=charter, name=name, reason=reason
+        ),
+        needs_reason=transition.needs_reason,
+        done=f"{transition.label.lower()} done",
+    )
 
 
 @admin.register(Charter)

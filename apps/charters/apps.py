@@ -6,3 +6,19 @@ class ChartersConfig(AppConfig):
 
     name = "apps.charters"
     label = "charters"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from apps.core.hotcache import authz_changed
+
+        from .models import Charter, CharterGroupObjectPermission, CharterUserObjectPermission
+
+        # Who sees a charter (and its prompts) depends on these rows.
+        for signal in (post_save, post_delete):
+            for model in (Charter, CharterUserObjectPermission, CharterGroupObjectPermission):
+                signal.connect(
+                    authz_changed,
+                    sender=model,
+                    dispatch_uid=f"charters.authz.{model.__name__}.{signal}",
+                )

@@ -16,7 +16,6 @@ from apps.charters.models import Charter
 
 from . import groups
 from .models import ApiKey
-from .services import api_key_create
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ DEMO_USERS = (
         superuser=True,
     ),
 )
-INTEGRATION_USER = "helpdesk-bot"
+INTEGRATION_USER = "app-helpdesk-sidebar"
 
 
 def _user(spec: DemoUser):
@@ -277,13 +276,134 @@ def demo_setup() -> dict:
     if created:
         charter_services.charter_submit(actor=bruno, charter=contracts)
 
-    bot, _ = get_user_model().objects.get_or_create(username=INTEGRATION_USER)
-    bot.groups.add(Group.objects.get(name=groups.INTEGRATIONS))
-    charter_services.charter_share(actor=olivia, charter=support, user=bot, access="view")
-    api_key = None
-    if not ApiKey.objects.filter(user=bot, revoked=False).exists():
-        _, api_key = api_key_create(user=bot, name="demo helpdesk integration")
+    api_key = _demo_prompts(users, support)
     return {"users": DEMO_USERS, "api_key": api_key, "integration_user": INTEGRATION_USER}
+
+
+SUPPORT_PROMPT_V1 = [
+    {
+        "role": "system",
+        "content": (
+            "You draft replies for ACME support agents, who review every draft before sending. "
+            "Answer only using the provided context passages. If the answer is not in the context, "
+            "say that you will check with a specialist. Reply in the customer's language."
+        ),
+    },
+    {
+        "role": "user",
+        "content": 'Context passages:\n{{ context }}\n\nCustomer message:\n"""\n{{ message }}\n"""',
+    },
+]
+SUPPORT_PROMPT_V2 = [
+    {
+        "role": "system",
+        "content": (
+            "You draft replies for ACME support agents, who review every draft before sending. "
+            "Answer only using the provided context passages and quote the passage you rely on. If the "
+            "answer is not in the context, say that you will check with a specialist. Reply in the "
+            "customer's language, in at most {{ max_sentences }} sentences. For account questions "
+            "suggest writing to help@acme.example."
+        ),
+    },
+    {
+        "role": "user",
+        "content": 'Context passages:\n{{ context }}\n\nCustomer message:\n"""\n{{ message }}\n"""',
+    },
+]
+SUPPORT_VARIABLES = [
+    {
+        "name": "context",
+        "description": "Knowledge-base passages chosen by the retriever.",
+        "required": True,
+        "example": "Returns are accepted within 30 days of delivery with the receipt.",
+    },
+    {
+        "name": "message",
+        "description": "The customer's message.",
+        "required": True,
+        "example": "Hi, can I still return shoes I bought 40 days ago?",
+    },
+]
+
+
+def _demo_prompts(users, support) -> str | None:
+    """The support charter's reply prompt (v1 live, v2 in review) and the helpdesk application."""
+    from apps.prompts import services as prompt_services
+    from apps.prompts.models import Application, Prompt
+
+    olivia, carl, pat = users["olivia"], users["carl"], users["pat"]
+    if not Prompt.objects.filter(slug="support-reply-draft").exists():
+        prompt = prompt_services.prompt_create(
+            actor=olivia,
+            fields={
+                "slug": "support-reply-draft",
+                "name": "Support reply draft",
+                "charter": support,
+                "description": "Drafts a grounded reply for a tier-1 agent from knowledge-base passages.",
+                "business_function": "Customer service",
+                "task_type": "drafting",
+                "risk_level": "medium",
+                "model_family": "gpt-4o",
+                "policy_tags": ["confidential", "human-in-the-loop"],
+                "tags": ["support", "zendesk"],
+                "listed_in_catalog": True,
+                "review_date": timezone.localdate() + dt.timedelta(days=90),
+            },
+        )
+        v1 = prompt_services.version_create(
+            actor=olivia,
+            prompt=prompt,
+            fields={
+                "template_kind": "chat",
+                "messages": SUPPORT_PROMPT_V1,
+                "variables": SUPPORT_VARIABLES,
+                "model_config": {"model": "gpt-4o-mini", "temperature": 0.3, "max_tokens": 400},
+                "release_notes": "First grounded draft prompt for the pilot.",
+                "change_kind": "major",
+            },
+        )
+        prompt_services.version_submit(actor=olivia, version=v1)
+        prompt_services.version_approve(actor=carl, version=v1, reason="Grounded, no findings.")
+        prompt_services.promotion_execute(actor=olivia, version=v1, reason="Pilot start")
+        prompt_services.label_move(actor=olivia, version=v1, label="staging", reason="Pilot start")
+        v2 = prompt_services.version_create(
+            actor=pat,
+            prompt=prompt,
+            fields={
+                "template_kind": "chat",
+                "messages": SUPPORT_PROMPT_V2,
+                "variables": [
+                    *SUPPORT_VARIABLES,
+                    {
+                        "name": "max_sentences",
+                        "description": "Length cap.",
+                        "required": False,
+                        "example": "4",
+                    },
+                ],
+                "model_config": {"model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 300},
+                "release_notes": "Quote the supporting passage; cap the length.",
+                "change_kind": "minor",
+            },
+        )
+        prompt_services.version_submit(actor=pat, version=v2)
+
+    application = Application.objects.filter(slug="helpdesk-sidebar").first()
+    if application is None:
+        application = prompt_services.application_create(
+            actor=pat,
+            name="Helpdesk sidebar",
+            description="The Zendesk app that shows drafts to agents.",
+        )
+        charter_services.charter_share(
+            actor=olivia, charter=support, user=application.service_user, access="view"
+        )
+    if ApiKey.objects.filter(user=application.service_user, revoked=False).exists():
+        return None
+    _, plain = prompt_services.application_key_create(
+        actor=pat, application=application, name="demo"
+    )
+    return plain
 
 
 def banner(result: dict | None = None) -> str:

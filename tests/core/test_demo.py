@@ -6,6 +6,7 @@ from django.contrib.auth import authenticate
 from apps.charters.models import Charter
 from apps.core.demo import DEMO_USERS, banner, demo_setup
 from apps.core.models import ApiKey
+from apps.prompts.models import Prompt
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,10 @@ def test_demo_loads_twice_without_duplicates_and_users_can_sign_in():
         "claims-intake-triage": "draft",
         "supplier-contract-clauses": "submitted",
     }
-    assert ApiKey.objects.filter(user__username="helpdesk-bot").count() == 1
+    prompt = Prompt.objects.get(slug="support-reply-draft")
+    assert prompt.labels.get(name="production").version.number == 1
+    assert prompt.versions.get(number=2).status == "in_review"
+    assert ApiKey.objects.filter(user__username="app-helpdesk-sidebar").count() == 1
 
 
 def test_demo_api_key_is_printed_once_with_the_passwords():

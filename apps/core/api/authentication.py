@@ -4,10 +4,12 @@ The user must be real so that django-guardian checks and simple-history rows
 see who acted (a permission-class-only key would leave the request anonymous).
 """
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from apps.core.hotcache import KeyInfo, key_info, once_per
 from apps.core.models import ApiKey
 
 LAST_USED_RESOLUTION_SECONDS = 60
@@ -27,24 +29,36 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Malformed Api-Key header.")
-        prefix = parts[1].partition(".")[0]
-        # Usable = not revoked, not expired; the user comes in the same query.
-        key = ApiKey.objects.get_usable_keys().select_related("user").filter(prefix=prefix).first()
+        key = verified_key(parts[1])
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        if not key.is_valid(parts[1]) or not key.user.is_active:
+        user = get_user_model().objects.filter(pk=key.user_id, is_active=True).first()
+        if user is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        now = timezone.now()
-        # Written at most once a minute per key, not on every request.
-        if (
-            key.last_used_at is None
-            or (now - key.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS
-        ):
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        return (key.user, key)
+        return (user, key)
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+def verified_key(plain: str, *, info: KeyInfo | None | bool = False) -> KeyInfo | None:
+    """The usable key matching `plain` (hash checked), or None; marks it used once a minute.
+
+    `info` may carry the key's facts already fetched from the cache (None: unknown key).
+    """
+    prefix = plain.partition(".")[0]
+    if info is False:
+        info = key_info(prefix)
+    if (
+        info is None
+        or not info.usable
+        or not ApiKey.objects.key_generator.verify(plain, info.hashed_key)
+    ):
+        return None
+    # Written at most once a minute per key and process, not on every request.
+    if once_per(("apikey-used", prefix), LAST_USED_RESOLUTION_SECONDS):
+        ApiKey.objects.filter(prefix=prefix).update(last_used_at=timezone.now())
+    return info
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
