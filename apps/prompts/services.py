@@ -496,7 +496,7 @@ def promotion_execute(
 
 
 def resolve_cache_key(slug: str, label: str) -> str:
-    return f"prompts:resolve:{slug}:{label}"
+    return f"prompts:resolve:v2:{slug}:{label}"  # bump when the cached format changes
 
 
 def prompt_meta_cache_key(slug: str) -> str:
