@@ -35,6 +35,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "prompts.change_policyrule",
         "prompts.add_policyrule",
         "prompts.view_application",
+        "prompts.view_historicalapplication",
     ],
     PLATFORM: [],
     INTEGRATIONS: [],

@@ -8,6 +8,8 @@
 - review (approve / reject a submitted version): global `review_prompt`, never on
   one's own version.
 - waive (a blocking finding, with a reason): global `waive_finding`.
+- retire (deprecate or retire the asset): its authors, and reviewers (compliance
+  retires assets as well as approving them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ VIEW = "view"
 AUTHOR = "author"
 REVIEW = "review"
 WAIVE = "waive"
+RETIRE = "retire"
 
 VIEW_PERM = "prompts.view_prompt"
 REVIEW_PERM = "prompts.review_prompt"
@@ -61,6 +64,8 @@ def can(user, action: str, prompt) -> bool:
         return user.has_perm(REVIEW_PERM)
     if action == WAIVE:
         return user.has_perm(WAIVE_PERM)
+    if action == RETIRE:
+        return can(user, AUTHOR, prompt) or user.has_perm(REVIEW_PERM)
     raise ValueError(f"unknown prompt action {action!r}")
 
 

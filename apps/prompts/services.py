@@ -531,7 +531,7 @@ def prompt_deprecate(
     successor: Prompt | None = None,
 ) -> Prompt:
     """Active → deprecated with a sunset date and successor; consuming application owners are told."""
-    permissions.require(actor, permissions.AUTHOR, prompt)
+    permissions.require(actor, permissions.RETIRE, prompt)
     locked = _lock(Prompt, prompt.pk)
     errors: dict[str, list[str]] = {}
     if not (reason or "").strip():
@@ -563,7 +563,7 @@ def prompt_deprecate(
 @transaction.atomic
 def prompt_retire(*, actor, prompt: Prompt, reason: str, successor: Prompt | None = None) -> Prompt:
     """Deprecated or active → retired: resolves answer 410 Gone from now on."""
-    permissions.require(actor, permissions.AUTHOR, prompt)
+    permissions.require(actor, permissions.RETIRE, prompt)
     if not (reason or "").strip():
         raise ValidationFailed(
             "A reason is required to retire.", errors={"reason": ["This field is required."]}

@@ -205,6 +205,7 @@ def prompt_detail(request, slug):
             "moves": moves,
             "consumers": prompt.consumers.select_related("application__owner"),
             "can_author": can_author,
+            "can_retire": permissions.can(request.user, permissions.RETIRE, prompt),
             "deprecate_form": DeprecateForm(),
             "retire_form": ReasonForm(),
             "fork_form": ForkForm(charters=_authorable_charters(request.user)),

@@ -138,3 +138,19 @@ def test_review_reminder_goes_to_the_owner_once(prompt, owner):
     assert prompt_review_reminders() == 1
     assert prompt_review_reminders() == 0
     assert Notification.objects.get(recipient=owner).verb == "prompt.review_due"
+
+
+def test_compliance_may_deprecate_and_retire_but_a_catalog_reader_may_not(
+    approved, compliance, outsider, prompt
+):
+    from django.core.exceptions import PermissionDenied as Denied
+
+    prompt.listed_in_catalog = True
+    prompt.save()
+    with pytest.raises(Denied):
+        services.prompt_retire(actor=outsider, prompt=prompt, reason="not mine")
+    services.prompt_deprecate(actor=compliance, prompt=prompt, reason="Vendor contract ends")
+    assert (
+        services.prompt_retire(actor=compliance, prompt=prompt, reason="Contract ended").status
+        == "retired"
+    )
