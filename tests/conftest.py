@@ -9,7 +9,7 @@ from django.conf import settings
 
 from tests import factories
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.evaluations.fixtures"]
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls made
 # by tests around it are still synchronous.

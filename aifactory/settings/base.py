@@ -193,6 +193,8 @@ SPECTACULAR_SETTINGS = {
         "CharterStatusEnum": "apps.charters.choices.CharterStatus",
         "PromptStatusEnum": "apps.prompts.choices.PromptStatus",
         "VersionStatusEnum": "apps.prompts.choices.VersionStatus",
+        "ArtifactStatusEnum": "apps.evaluations.choices.ArtifactStatus",
+        "RunStatusEnum": "apps.evaluations.choices.RunStatus",
     },
 }
 
@@ -216,6 +218,23 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
+# --- Evaluations -----------------------------------------------------------------------------
+# Cases per batch task; keep a batch far shorter than the broker's visibility timeout.
+EVALUATIONS_BATCH_SIZE = int(os.environ.get("AIFACTORY_EVAL_BATCH_SIZE", "250"))
+EVALUATIONS_BATCH_MAX_ATTEMPTS = 3
+# A claimed batch older than this is presumed lost (worker killed) and re-enqueued.
+EVALUATIONS_BATCH_STALE_SECONDS = int(os.environ.get("AIFACTORY_EVAL_STALE_SECONDS", "900"))
+# The queue evaluation batches go to ("" = Celery's default). Point GPU workers at their own
+# queue (`celery worker -Q eval-gpu`) and start runs with queue="eval-gpu" to use them.
+EVALUATIONS_QUEUE = os.environ.get("AIFACTORY_EVAL_QUEUE", "")
+EVALUATIONS_DEVICE = os.environ.get("AIFACTORY_EVAL_DEVICE", "auto")  # auto | cpu | cuda
+EVALUATIONS_EMBEDDING_CACHE = int(os.environ.get("AIFACTORY_EVAL_EMBEDDING_CACHE", "50000"))
+EVALUATIONS_MAX_ARTIFACT_BYTES = int(
+    os.environ.get("AIFACTORY_EVAL_MAX_ARTIFACT_BYTES", str(2 * 1024**3))
+)
+EVALUATIONS_QUANTIZATION_FLOOR = float(os.environ.get("AIFACTORY_EVAL_INT8_FLOOR", "0.98"))
+EVALUATIONS_GATE_WAIT_SECONDS = int(os.environ.get("AIFACTORY_EVAL_GATE_WAIT", "600"))
+
 # --- Logging ---------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
@@ -232,6 +251,10 @@ CELERY_BEAT_SCHEDULE = {
     "prompt-review-reminders": {
         "task": "apps.prompts.tasks.prompt_review_reminders",
         "schedule": 60 * 60 * 6,
+    },
+    "evaluation-sweep": {
+        "task": "apps.evaluations.tasks.evaluation_sweep",
+        "schedule": 60,
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

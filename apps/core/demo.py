@@ -253,7 +253,7 @@ def _charter(actor, fields, metrics, dependencies, review_in_days):
 
 
 @transaction.atomic
-def demo_setup() -> dict:
+def demo_setup(*, evaluations: bool = True) -> dict:
     """Create (or refresh) the demo users and charters; returns what a banner should print."""
     groups.ensure_groups()
     users = {spec.username: _user(spec) for spec in DEMO_USERS}
@@ -277,7 +277,15 @@ def demo_setup() -> dict:
         charter_services.charter_submit(actor=bruno, charter=contracts)
 
     api_key = _demo_prompts(users, support)
-    return {"users": DEMO_USERS, "api_key": api_key, "integration_user": INTEGRATION_USER}
+    result = {"users": DEMO_USERS, "api_key": api_key, "integration_user": INTEGRATION_USER}
+    if evaluations:
+        from apps.evaluations.demo import demo_evaluations
+        from apps.prompts.models import Prompt
+
+        result["evaluations"] = demo_evaluations(
+            users, Prompt.objects.get(slug="support-reply-draft")
+        )
+    return result
 
 
 SUPPORT_PROMPT_V1 = [

@@ -36,9 +36,21 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "prompts.add_policyrule",
         "prompts.view_application",
         "prompts.view_historicalapplication",
+        "evaluations.view_dataset",
+        "evaluations.view_datasetversion",
+        "evaluations.view_case",
+        "evaluations.view_modelartifact",
+        "evaluations.view_suite",
+        "evaluations.view_threshold",
+        "evaluations.view_run",
+        "evaluations.view_caseresult",
+        "evaluations.view_historicaldataset",
+        "evaluations.view_historicalmodelartifact",
+        "evaluations.view_historicalsuite",
+        "evaluations.view_historicalthreshold",
     ],
     PLATFORM: [],
-    INTEGRATIONS: [],
+    INTEGRATIONS: ["evaluations.run_suite"],
 }
 
 

@@ -1,0 +1,81 @@
+"""Who may do what to datasets, scorer artifacts, suites and runs, derived from their charter.
+
+- view: whoever may view the charter, the object's owner, compliance (global view);
+  library objects (no charter: the default scorer pack, starter suites) are visible to
+  every signed-in person; integrations with `run_suite` see every suite and its runs.
+- author (upload a dataset version, edit a suite and its thresholds, upload or quantize an
+  artifact, start or cancel a run): the owner, whoever may change the charter, and platform
+  engineers who may view it. Library objects: platform engineers and superusers.
+- run (start a run, post its outputs, cancel it): authors, and holders of the global
+  `evaluations.run_suite` permission (CI pipelines' service users).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from apps.charters import permissions as charter_permissions
+from apps.core.groups import PLATFORM, in_group
+
+VIEW = "view"
+AUTHOR = "author"
+RUN = "run"
+
+VIEW_PERM = "evaluations.view_suite"
+RUN_PERM = "evaluations.run_suite"
+
+
+def _charter_of(obj):
+    """The charter governing a dataset, artifact, suite or run (runs follow their suite)."""
+    if hasattr(obj, "suite_id") and hasattr(obj, "output_source"):
+        return obj.suite.charter
+    return obj.charter
+
+
+def can_author_under(user, charter) -> bool:
+    """Whether the user may create evaluation objects under `charter` (None: the library)."""
+    if not user or not user.is_authenticated or not user.is_active:
+        return False
+    if charter is None:
+        return user.is_superuser or in_group(user, PLATFORM)
+    if charter_permissions.can(user, charter_permissions.CHANGE, charter):
+        return True
+    return in_group(user, PLATFORM) and charter_permissions.can(
+        user, charter_permissions.VIEW, charter
+    )
+
+
+def _owner_id(obj):
+    if hasattr(obj, "output_source"):
+        return obj.created_by_id
+    return obj.owner_id
+
+
+def can(user, action: str, obj) -> bool:
+    """Whether `user` may perform `action` on a dataset, artifact, suite or run."""
+    if not user or not user.is_authenticated or not user.is_active:
+        return False
+    charter = _charter_of(obj)
+    is_run_or_suite = hasattr(obj, "output_source") or hasattr(obj, "dataset_version_id")
+    if action == VIEW:
+        return (
+            user.has_perm(VIEW_PERM)
+            or charter is None
+            or _owner_id(obj) == user.pk
+            or (is_run_or_suite and user.has_perm(RUN_PERM))
+            or charter_permissions.can(user, charter_permissions.VIEW, charter)
+        )
+    if action == AUTHOR:
+        return _owner_id(obj) == user.pk or can_author_under(user, charter)
+    if action == RUN:
+        return can(user, AUTHOR, obj) or user.has_perm(RUN_PERM)
+    raise ValueError(f"unknown evaluations action {action!r}")
+
+
+def require(user, action: str, obj) -> None:
+    """404 when the object is invisible to the user, 403 when visible but not allowed."""
+    if not can(user, VIEW, obj):
+        raise Http404("No such object.")
+    if action != VIEW and not can(user, action, obj):
+        raise PermissionDenied(f"You may not {action} this {obj._meta.verbose_name}.")

@@ -1,0 +1,1 @@
+"""Scoring: pure functions from (output, expected, contexts) to metric values. No database."""

@@ -1,0 +1,531 @@
+"""Evaluation runs: start, outputs, batches claimed idempotently, sweeping, cancelling, and the
+one finalization that turns per-case results into distributions, a comparison and a verdict."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.core.errors import InvalidTransition, ValidationFailed
+from apps.prompts.models import Label
+
+from .. import analysis, permissions
+from ..choices import (
+    ACTIVE_RUN_STATUSES,
+    ArtifactStatus,
+    ArtifactTask,
+    BatchStatus,
+    OutputSource,
+    RunStatus,
+)
+from ..models import Case, CaseResult, ModelArtifact, Run, RunBatch, RunOutput, Suite
+from . import execution
+from .suites import suite_metrics
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT_KEYS = {"base_url", "model", "api_key_env", "timeout_s", "max_retries", "concurrency"}
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def batch_max_attempts() -> int:
+    return int(_setting("EVALUATIONS_BATCH_MAX_ATTEMPTS", 3))
+
+
+def batch_stale_after() -> timedelta:
+    return timedelta(seconds=int(_setting("EVALUATIONS_BATCH_STALE_SECONDS", 900)))
+
+
+def _enqueue_batches(run: Run, batch_ids: list[int]) -> None:
+    from ..tasks import evaluation_batch_run
+
+    RunBatch.objects.filter(pk__in=batch_ids).update(enqueued_at=timezone.now())
+    options = {"queue": run.queue} if run.queue else {}
+    for batch_id in batch_ids:
+        evaluation_batch_run.apply_async(args=[batch_id], **options)
+
+
+def _enqueue_finalize(run: Run, queue: str = "") -> None:
+    from ..tasks import evaluation_run_finalize
+
+    queue = run.queue or queue
+    options = {"queue": queue} if queue else {}
+    evaluation_run_finalize.apply_async(args=[run.pk], **options)
+
+
+def default_baseline(suite: Suite, *, exclude_hash: str = "", model=None) -> Run | None:
+    """The newest completed run of the suite on the version now on `production`."""
+    completed = Run.objects.filter(suite=suite, status=RunStatus.COMPLETED)
+    if suite.prompt_id:
+        label = Label.objects.filter(prompt_id=suite.prompt_id, name="production").first()
+        if label is None:
+            return None
+        completed = completed.filter(prompt_version_id=label.version_id)
+        if exclude_hash:
+            completed = completed.exclude(content_hash=exclude_hash)
+    elif model is not None:
+        completed = completed.exclude(model_under_test=model)
+    return completed.order_by("-finished_at", "-id").first()
+
+
+def _clean_endpoint(raw: Any) -> tuple[dict, list[str]]:
+    if not isinstance(raw, Mapping):
+        return {}, ["Give the endpoint as an object with base_url and model."]
+    problems = [f"Unknown key '{k}'." for k in sorted(set(raw) - ENDPOINT_KEYS)]
+    base_url = str(raw.get("base_url") or "")
+    if not base_url.startswith(("http://", "https://")):
+        problems.append("base_url must be an http:// or https:// address.")
+    env_name = str(raw.get("api_key_env") or "")
+    if env_name and env_name not in os.environ:
+        problems.append(f"The environment variable {env_name} is not set on this server.")
+    cleaned = {"base_url": base_url.rstrip("/"), "model": str(raw.get("model") or "")}
+    if env_name:
+        cleaned["api_key_env"] = env_name
+    for key, cast, low, high in (
+        ("timeout_s", float, 1, 600),
+        ("max_retries", int, 0, 10),
+        ("concurrency", int, 1, 64),
+    ):
+        if raw.get(key) is None:
+            continue
+        try:
+            value = cast(raw[key])
+        except (TypeError, ValueError):
+            problems.append(f"{key} must be a number.")
+            continue
+        if not low <= value <= high:
+            problems.append(f"{key} must be between {low} and {high}.")
+        cleaned[key] = value
+    return cleaned, problems
+
+
+@transaction.atomic
+def run_start(
+    *,
+    actor,
+    suite: Suite,
+    prompt_version=None,
+    model_under_test: ModelArtifact | None = None,
+    output_source: str = OutputSource.POSTED,
+    endpoint: Mapping | None = None,
+    input_variable: str = "",
+    baseline: Run | None = None,
+    batch_size: int | None = None,
+    queue: str = "",
+    note: str = "",
+) -> Run:
+    """Start a run of `suite` on a prompt version or a model under test.
+
+    Posted runs wait for their outputs; generated and model runs are split into batches and
+    enqueued on commit.
+    """
+    permissions.require(actor, permissions.RUN, suite)
+    errors: dict[str, list[str]] = {}
+    if output_source not in OutputSource.values:
+        errors["output_source"] = [f"Choose one of: {', '.join(OutputSource.values)}."]
+    if (prompt_version is None) == (model_under_test is None):
+        errors["subject"] = ["Give either a prompt version or a model under test."]
+    if prompt_version is not None:
+        if suite.prompt_id and prompt_version.prompt_id != suite.prompt_id:
+            errors["prompt_version"] = [f"This suite evaluates the prompt '{suite.prompt.slug}'."]
+        from apps.prompts import permissions as prompt_permissions
+
+        # Running a suite covers reading the prompt it gates (CI service users see no charter).
+        gated = suite.prompt_id == prompt_version.prompt_id
+        if not gated and not prompt_permissions.can(
+            actor, prompt_permissions.VIEW, prompt_version.prompt
+        ):
+            errors["prompt_version"] = ["No such prompt version."]
+    cleaned_endpoint: dict = {}
+    if output_source == OutputSource.GENERATED:
+        if prompt_version is None:
+            errors["output_source"] = ["Generated outputs need a prompt version to render."]
+        cleaned_endpoint, problems = _clean_endpoint(endpoint or {})
+        if problems:
+            errors["endpoint"] = problems
+    elif endpoint:
+        errors["endpoint"] = ["Only generated runs call an endpoint."]
+    if output_source == OutputSource.MODEL:
+        if model_under_test is None:
+            errors["model_under_test"] = ["Choose the ONNX model under test."]
+        elif model_under_test.task != ArtifactTask.SEQUENCE_CLASSIFICATION:
+            errors["model_under_test"] = ["The model under test must be a sequence classifier."]
+        if not input_variable:
+            errors["input_variable"] = ["Name the case variable the model reads."]
+    if model_under_test is not None:
+        if not permissions.can(actor, permissions.VIEW, model_under_test):
+            errors["model_under_test"] = ["No such model artifact."]
+        elif model_under_test.status != ArtifactStatus.VALID:
+            errors["model_under_test"] = [
+                f"The model is {model_under_test.get_status_display().lower()}."
+            ]
+        if output_source != OutputSource.MODEL and output_source != OutputSource.POSTED:
+            errors["output_source"] = ["A model under test produces its own outputs."]
+    size = batch_size or int(_setting("EVALUATIONS_BATCH_SIZE", 100))
+    if not 1 <= size <= 5000:
+        errors["batch_size"] = ["Choose a batch size between 1 and 5000."]
+    if baseline is not None and baseline.suite_id != suite.pk:
+        errors["baseline"] = ["The baseline must be a run of the same suite."]
+    if baseline is not None and baseline.status != RunStatus.COMPLETED:
+        errors["baseline"] = ["The baseline run has not completed."]
+    for item in suite.scorers:
+        if item.get("artifact"):
+            artifact = ModelArtifact.objects.filter(slug=item["artifact"]).first()
+            if artifact is None or artifact.status != ArtifactStatus.VALID:
+                errors.setdefault("suite", []).append(
+                    f"The scorer model '{item['artifact']}' is no longer valid."
+                )
+    dataset_version = suite.dataset_version
+    if dataset_version.case_count == 0:
+        errors["suite"] = ["The suite's dataset version holds no cases."]
+    if errors:
+        raise ValidationFailed("The run cannot start.", errors=errors)
+
+    content_hash = prompt_version.content_hash if prompt_version is not None else ""
+    if baseline is None:
+        baseline = default_baseline(suite, exclude_hash=content_hash, model=model_under_test)
+    total = dataset_version.case_count
+    run = Run.objects.create(
+        suite=suite,
+        dataset_version=dataset_version,
+        prompt_version=prompt_version,
+        content_hash=content_hash,
+        model_under_test=model_under_test,
+        output_source=output_source,
+        endpoint=cleaned_endpoint,
+        input_variable=input_variable,
+        baseline=baseline,
+        status=(
+            RunStatus.AWAITING_OUTPUTS if output_source == OutputSource.POSTED else RunStatus.QUEUED
+        ),
+        total_cases=total,
+        total_batches=(total + size - 1) // size,
+        batch_size=size,
+        queue=queue or _setting("EVALUATIONS_QUEUE", ""),
+        scorer_artifacts=execution.scorer_artifacts(suite.scorers),
+        note=note[:300],
+        created_by=actor,
+    )
+    RunBatch.objects.bulk_create(
+        RunBatch(
+            run=run,
+            index=index,
+            first_position=index * size + 1,
+            last_position=min(total, (index + 1) * size),
+        )
+        for index in range(run.total_batches)
+    )
+    if run.status == RunStatus.QUEUED:
+        batch_ids = list(run.batches.values_list("pk", flat=True))
+        transaction.on_commit(lambda: _enqueue_batches(run, batch_ids))
+    return run
+
+
+def outputs_from_jsonl(lines: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded item, or the reason it is not JSON) per non-blank JSONL line."""
+    for number, raw in enumerate(lines, start=1):
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not text:
+            continue
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, f"not JSON ({exc.msg})"
+
+
+@transaction.atomic
+def run_outputs_post(
+    *,
+    actor,
+    run: Run,
+    items: Iterable[tuple[int, Mapping[str, Any]]],
+    complete: bool = False,
+    enqueue: bool = True,
+) -> dict:
+    """Store posted outputs matched by case id; every bad item is reported and nothing kept.
+
+    `items` yields (line or item number, {"id": case id, "output": text}). Posting a case
+    again replaces its output while the run still awaits outputs. With `complete`, or once
+    every case has an output, scoring starts.
+    """
+    permissions.require(actor, permissions.RUN, run)
+    locked = Run.objects.select_for_update().get(pk=run.pk)
+    if locked.status != RunStatus.AWAITING_OUTPUTS:
+        raise InvalidTransition(
+            f"The run is {locked.get_status_display().lower()}; it no longer takes outputs."
+        )
+    ids = dict(
+        Case.objects.filter(dataset_version_id=locked.dataset_version_id).values_list(
+            "external_id", "pk"
+        )
+    )
+    errors: list[str] = []
+    rows: dict[int, RunOutput] = {}
+    for number, item in items:
+        if isinstance(item, str):  # the parser's own complaint about this line
+            errors.append(f"line {number}: {item}")
+            continue
+        if not isinstance(item, Mapping):
+            errors.append(f"line {number}: an object with 'id' and 'output' is required.")
+            continue
+        external_id = str(item.get("id") or "").strip()
+        output = item.get("output")
+        if not external_id:
+            errors.append(f"line {number}: 'id' is required.")
+        elif external_id not in ids:
+            errors.append(f"line {number}: no case '{external_id}' in the suite's dataset.")
+        elif not isinstance(output, str):
+            errors.append(f"line {number}: 'output' must be text.")
+        elif ids[external_id] in rows:
+            errors.append(f"line {number}: case '{external_id}' appears twice.")
+        else:
+            rows[ids[external_id]] = RunOutput(run=locked, case_id=ids[external_id], output=output)
+    if errors:
+        raise ValidationFailed(
+            f"{len(errors)} output(s) are not valid; nothing was kept.",
+            errors={"outputs": errors[:500]},
+        )
+    RunOutput.objects.bulk_create(
+        rows.values(),
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["run", "case"],
+        update_fields=["output"],
+    )
+    posted = locked.outputs.count()
+    if complete or posted >= locked.total_cases:
+        run_scoring_start(actor=actor, run=locked, enqueue=enqueue)
+    return {"received": len(rows), "posted": posted, "total": locked.total_cases}
+
+
+@transaction.atomic
+def run_scoring_start(*, actor, run: Run, enqueue: bool = True) -> Run:
+    """Close a posted run for outputs and enqueue its batches (missing outputs score as errors).
+
+    `enqueue=False` leaves the batches to the caller (the demo scores in-process)."""
+    permissions.require(actor, permissions.RUN, run)
+    moved = Run.objects.filter(pk=run.pk, status=RunStatus.AWAITING_OUTPUTS).update(
+        status=RunStatus.QUEUED
+    )
+    if not moved:
+        raise InvalidTransition("The run is not awaiting outputs.")
+    run.refresh_from_db()
+    if enqueue:
+        batch_ids = list(run.batches.values_list("pk", flat=True))
+        transaction.on_commit(lambda: _enqueue_batches(run, batch_ids))
+    return run
+
+
+@transaction.atomic
+def run_cancel(*, actor, run: Run, reason: str = "") -> Run:
+    """Stop a run: pending batches are skipped, finished results stay for inspection."""
+    permissions.require(actor, permissions.RUN, run)
+    moved = Run.objects.filter(pk=run.pk, status__in=ACTIVE_RUN_STATUSES).update(
+        status=RunStatus.CANCELLED,
+        finished_at=timezone.now(),
+        error=(reason or f"Cancelled by {actor.get_username()}")[:2000],
+    )
+    if not moved:
+        raise InvalidTransition("Only a run that is still going can be cancelled.")
+    RunBatch.objects.filter(run=run, status=BatchStatus.PENDING).update(
+        status=BatchStatus.FAILED, error="The run was cancelled."
+    )
+    run.refresh_from_db()
+    return run
+
+
+def _fail_run(run_id: int, message: str) -> bool:
+    return bool(
+        Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(
+            status=RunStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+        )
+    )
+
+
+def run_batch_execute(batch_id: int, *, queue: str = "") -> str:
+    """Score one batch exactly once: claim it, produce outputs, score, write results.
+
+    A re-delivered message finds the batch claimed or done and changes nothing; results are
+    keyed by (run, case), so even an overlapping retry cannot write a case twice; the batch
+    that moves the run's done counter to the total enqueues the finalization.
+    """
+    now = timezone.now()
+    claimed = RunBatch.objects.filter(pk=batch_id, status=BatchStatus.PENDING).update(
+        status=BatchStatus.CLAIMED, claimed_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return "skipped"
+    batch = RunBatch.objects.select_related(
+        "run__suite", "run__prompt_version", "run__model_under_test"
+    ).get(pk=batch_id)
+    run = batch.run
+    if run.status not in (RunStatus.QUEUED, RunStatus.SCORING):
+        RunBatch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED).update(
+            status=BatchStatus.FAILED, error=f"The run is {run.status}."
+        )
+        return "run-inactive"
+    Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.SCORING, started_at=now
+    )
+    started = time.perf_counter()
+    try:
+        cases = list(
+            Case.objects.filter(
+                dataset_version_id=run.dataset_version_id,
+                position__gte=batch.first_position,
+                position__lte=batch.last_position,
+            ).order_by("position")
+        )
+        scored = set(
+            CaseResult.objects.filter(run=run, case__in=cases).values_list("case_id", flat=True)
+        )
+        todo = [case for case in cases if case.pk not in scored]
+        outputs = execution.produce_outputs(run, todo)
+        results = execution.score_cases(run, todo, outputs)
+    except Exception as exc:  # any failure of this attempt: retry, then fail the run
+        logger.exception("batch %s of run %s failed", batch.index, run.pk)
+        message = f"Batch {batch.index}: {type(exc).__name__}: {exc}"
+        if batch.attempts >= batch_max_attempts():
+            RunBatch.objects.filter(pk=batch_id).update(
+                status=BatchStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+            )
+            _fail_run(run.pk, f"{message} (gave up after {batch.attempts} attempts)")
+            return "failed"
+        RunBatch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED).update(
+            status=BatchStatus.PENDING, error=message[:2000]
+        )
+        raise execution.RetryBatch(message) from exc
+
+    with transaction.atomic():
+        CaseResult.objects.bulk_create(results, batch_size=1000, ignore_conflicts=True)
+        moved = RunBatch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED).update(
+            status=BatchStatus.DONE,
+            finished_at=timezone.now(),
+            seconds=time.perf_counter() - started,
+            error="",
+        )
+        if moved:
+            Run.objects.filter(pk=run.pk).update(
+                done_batches=F("done_batches") + 1,
+                done_cases=F("done_cases") + (batch.last_position - batch.first_position + 1),
+            )
+            last = Run.objects.filter(
+                pk=run.pk, status=RunStatus.SCORING, done_batches=F("total_batches")
+            ).update(status=RunStatus.FINALIZING)
+            if last:
+                transaction.on_commit(lambda: _enqueue_finalize(run, queue))
+    return "done" if moved else "duplicate"
+
+
+def run_finalize(run_id: int) -> str:
+    """Aggregate, compare with the baseline and judge the thresholds; written exactly once."""
+    run = Run.objects.select_related("suite", "baseline").filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.FINALIZING:
+        return "skipped"
+    specs = suite_metrics(run.suite.scorers)
+    report = analysis.analyse_run(
+        run,
+        specs,
+        thresholds=list(run.suite.thresholds.all()),
+        min_segment_cases=run.suite.min_segment_cases,
+        tolerance=run.suite.regression_tolerance,
+    )
+    with transaction.atomic():
+        moved = Run.objects.filter(pk=run_id, status=RunStatus.FINALIZING).update(
+            status=RunStatus.COMPLETED,
+            verdict=report["verdict"],
+            summary=report["summary"],
+            comparison=report["comparison"],
+            gate=report["gate"],
+            finished_at=timezone.now(),
+        )
+        if moved:
+            transaction.on_commit(lambda: _notify_finished(run_id))
+    return "finalized" if moved else "duplicate"
+
+
+def _notify_finished(run_id: int) -> None:
+    from apps.core.services import notification_send
+
+    run = Run.objects.select_related("suite", "created_by").get(pk=run_id)
+    notification_send(
+        recipients=[run.created_by],
+        verb="evaluation.finished",
+        title=f"Evaluation of {run.subject} on “{run.suite.name}”: {run.verdict or run.status}",
+        body=f"{run.total_cases} cases scored; verdict {run.verdict or '—'}.",
+        url=run.get_absolute_url(),
+        dedupe_key=f"evaluation-run:{run_id}:finished",
+    )
+
+
+def run_sweep(now=None) -> dict[str, int]:
+    """Re-enqueue batches that were lost or got stuck, fail those out of attempts, and
+    re-enqueue finalizations that never ran."""
+    now = now or timezone.now()
+    stale = now - batch_stale_after()
+    counts = {"requeued": 0, "failed": 0, "finalize": 0}
+    active = Q(run__status__in=(RunStatus.QUEUED, RunStatus.SCORING))
+    stuck = RunBatch.objects.filter(active).filter(
+        Q(status=BatchStatus.CLAIMED, claimed_at__lt=stale)
+        | Q(status=BatchStatus.PENDING, enqueued_at__lt=stale)
+    )
+    by_run: dict[int, list[int]] = {}
+    for batch in stuck.select_related("run"):
+        if batch.attempts >= batch_max_attempts():
+            if RunBatch.objects.filter(pk=batch.pk, status=batch.status).update(
+                status=BatchStatus.FAILED, error="Stuck and out of attempts."
+            ):
+                _fail_run(
+                    batch.run_id,
+                    f"Batch {batch.index} got stuck {batch.attempts} times; the run was stopped.",
+                )
+                counts["failed"] += 1
+            continue
+        if RunBatch.objects.filter(
+            pk=batch.pk, status=batch.status, claimed_at=batch.claimed_at
+        ).update(status=BatchStatus.PENDING):
+            by_run.setdefault(batch.run_id, []).append(batch.pk)
+            counts["requeued"] += 1
+    for run in Run.objects.filter(pk__in=by_run):
+        _enqueue_batches(run, by_run[run.pk])
+    for run in Run.objects.filter(status=RunStatus.FINALIZING, done_batches=F("total_batches")):
+        last_batch = run.batches.order_by("-finished_at").values_list("finished_at", flat=True)
+        finished = last_batch.first()
+        if finished is None or finished < stale:
+            _enqueue_finalize(run)
+            counts["finalize"] += 1
+    return counts
+
+
+def run_progress(run: Run, now=None) -> dict:
+    """Cases done / total, the rate since scoring started and the estimated time left."""
+    now = now or timezone.now()
+    elapsed = (now - run.started_at).total_seconds() if run.started_at else 0.0
+    end = run.finished_at or now
+    if run.started_at and run.finished_at:
+        elapsed = (end - run.started_at).total_seconds()
+    rate = run.done_cases / elapsed if elapsed > 0 and run.done_cases else None
+    remaining = max(0, run.total_cases - run.done_cases)
+    eta = remaining / rate if rate and run.status in ACTIVE_RUN_STATUSES else None
+    return {
+        "done": run.done_cases,
+        "total": run.total_cases,
+        "percent": round(100 * run.done_cases / run.total_cases, 1) if run.total_cases else 0.0,
+        "cases_per_second": round(rate, 2) if rate else None,
+        "eta_seconds": round(eta) if eta is not None else None,
+        "batches_done": run.done_batches,
+        "batches_total": run.total_batches,
+    }
