@@ -260,3 +260,25 @@ def test_artifact_upload_and_listing(api, engineer, media, tiny_classifier, mini
     assert response.json()["status"] in {"pending", "valid"}
     assert len(response.json()["sha256"]) == 64
     assert api.get(f"{BASE}/artifacts/").json()["count"] == 1
+
+
+def test_charter_scoped_artifacts_are_invisible_to_other_teams(
+    api, owner, outsider, charter, media, tiny_classifier, minilm_tokenizer
+):
+    from apps.evaluations import services
+
+    artifact = services.artifact_upload(
+        actor=owner,
+        name="Support intents",
+        task="sequence_classification",
+        model_file=io.BytesIO(tiny_classifier(2).SerializeToString()),
+        tokenizer_file=io.BytesIO(minilm_tokenizer.read_bytes()),
+        labels=["a", "b"],
+        charter=charter,
+    )
+    api.force_authenticate(outsider)
+    assert api.get(f"{BASE}/artifacts/{artifact.slug}/").status_code == 404
+    assert api.get(f"{BASE}/artifacts/").json()["count"] == 0
+    assert api.post(f"{BASE}/artifacts/{artifact.slug}/retire/").status_code == 404
+    api.force_authenticate(owner)
+    assert api.get(f"{BASE}/artifacts/{artifact.slug}/").status_code == 200
