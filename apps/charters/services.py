@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from guardian.shortcuts import assign_perm, remove_perm
 
+from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
 
 from . import permissions
@@ -376,6 +377,12 @@ def charter_share(*, actor, charter: Charter, user, access: str) -> Charter:
         remove_perm(codename, user, charter)
     for codename in ACCESS_LEVELS[access]:
         assign_perm(codename, user, charter)
+    audit.record(
+        "charter.share",
+        actor=actor,
+        obj=charter,
+        data={"user": user.get_username(), "access": access},
+    )
     return charter
 
 
@@ -390,6 +397,7 @@ def charter_unshare(*, actor, charter: Charter, user) -> Charter:
         )
     for codename in OWNER_PERMS:
         remove_perm(codename, user, charter)
+    audit.record("charter.unshare", actor=actor, obj=charter, data={"user": user.get_username()})
     return charter
 
 
@@ -549,6 +557,13 @@ def charter_transition(*, actor, charter: Charter, name: str, reason: str = "") 
         update += ["approved_at", "approved_by"]
     change_reason = f"{transition.label}" + (f": {reason}" if reason else "")
     _save(locked, actor=actor, reason=change_reason, update_fields=update)
+    verb = f"charter.{name}" if name in {"submit", "approve", "reject"} else "charter.transition"
+    audit.record(
+        verb,
+        actor=actor,
+        obj=locked,
+        data={"transition": name, "to": locked.status, "reason": reason},
+    )
 
     history_id = locked.history.latest().history_id
     from .tasks import charter_notify_transition

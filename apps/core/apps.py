@@ -20,6 +20,11 @@ class CoreConfig(AppConfig):
         from .models import ApiKey
 
         post_migrate.connect(ensure_groups, dispatch_uid="core.ensure_groups")
+        from simple_history.signals import post_create_historical_record
+
+        from .audit import history_recorded
+
+        post_create_historical_record.connect(history_recorded, dispatch_uid="core.audit.history")
         User = get_user_model()
         for signal in (post_save, post_delete):
             signal.connect(

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.charters.choices import CharterStatus
+from apps.core import audit
 from apps.core.errors import Conflict, InvalidTransition, ValidationFailed
 from apps.core.groups import INTEGRATIONS
 from apps.core.hotcache import key_cache_key, once_per
@@ -312,6 +313,17 @@ def _decide(actor, version: PromptVersion, status: str, reason: str, verb: str) 
         reason=f"v{locked.number} {status}" + (f": {reason}" if reason else ""),
         update_fields=["status", "decided_by", "decided_at", "decision_reason", "updated_at"],
     )
+    audit.record(
+        f"prompt.version.{verb}",
+        actor=actor,
+        obj=locked,
+        data={
+            "prompt": locked.prompt.slug,
+            "version": locked.number,
+            "content_hash": locked.content_hash,
+            "reason": reason,
+        },
+    )
     return locked
 
 
@@ -349,6 +361,17 @@ def finding_waive(*, actor, finding: PolicyFinding, reason: str) -> PolicyFindin
         actor=actor,
         reason=f"Waived: {reason}",
         update_fields=["waived_by", "waived_at", "waiver_reason"],
+    )
+    audit.record(
+        "prompt.finding.waive",
+        actor=actor,
+        obj=locked,
+        charter_id=locked.version.prompt.charter_id,
+        data={
+            "rule": locked.rule.code if locked.rule_id else "",
+            "version": locked.version_id,
+            "reason": reason,
+        },
     )
     return locked
 
@@ -454,6 +477,18 @@ def _move(
         reason=reason,
     )
     cache.delete(resolve_cache_key(prompt.slug, name))
+    audit.record(
+        "prompt.promote" if protected else "prompt.label",
+        actor=actor,
+        obj=prompt,
+        data={
+            "label": name,
+            "from_version": previous.number if previous else None,
+            "to_version": version.number,
+            "content_hash": version.content_hash,
+            "reason": reason,
+        },
+    )
     return label
 
 
@@ -549,6 +584,7 @@ def prompt_deprecate(
     locked.status, locked.status_reason = PromptStatus.DEPRECATED, reason.strip()
     locked.sunset_date, locked.successor = sunset_date, successor
     _save(locked, actor=actor, reason=f"Deprecated: {reason.strip()}")
+    audit.record("prompt.deprecate", actor=actor, obj=locked, data={"reason": reason.strip()})
     _notify_consumers(
         locked,
         "prompt.deprecated",
@@ -575,6 +611,7 @@ def prompt_retire(*, actor, prompt: Prompt, reason: str, successor: Prompt | Non
     if successor is not None:
         locked.successor = successor
     _save(locked, actor=actor, reason=f"Retired: {reason.strip()}")
+    audit.record("prompt.retire", actor=actor, obj=locked, data={"reason": reason.strip()})
     for name in locked.labels.values_list("name", flat=True):
         cache.delete(resolve_cache_key(locked.slug, name))
     _notify_consumers(

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
 
 from .. import permissions
@@ -460,4 +461,5 @@ def artifact_retire(*, actor, artifact: ModelArtifact, reason: str = "") -> Mode
     save_with_history(
         locked, actor=actor, reason=reason or "Retired", update_fields=["status", "is_default"]
     )
+    audit.record("evaluation.artifact.retire", actor=actor, obj=locked, data={"reason": reason})
     return locked

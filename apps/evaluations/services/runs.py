@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
 from apps.prompts.models import Label
 
@@ -432,7 +433,7 @@ def run_batch_execute(batch_id: int, *, queue: str = "") -> str:
 
 def run_finalize(run_id: int) -> str:
     """Aggregate, compare with the baseline and judge the thresholds; written exactly once."""
-    run = Run.objects.select_related("suite", "baseline").filter(pk=run_id).first()
+    run = Run.objects.select_related("suite", "baseline", "created_by").filter(pk=run_id).first()
     if run is None or run.status != RunStatus.FINALIZING:
         return "skipped"
     specs = suite_metrics(run.suite.scorers)
@@ -453,6 +454,19 @@ def run_finalize(run_id: int) -> str:
             finished_at=timezone.now(),
         )
         if moved:
+            audit.record(
+                "evaluation.verdict",
+                actor=run.created_by,
+                obj=run,
+                charter_id=run.suite.charter_id,
+                data={
+                    "suite": run.suite.slug,
+                    "subject": run.subject,
+                    "content_hash": run.content_hash,
+                    "verdict": report["verdict"],
+                    "scorer_artifacts": run.scorer_artifacts,
+                },
+            )
             transaction.on_commit(lambda: _notify_finished(run_id))
     return "finalized" if moved else "duplicate"
 

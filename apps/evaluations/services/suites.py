@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils.text import slugify
 
+from apps.core import audit
 from apps.core.errors import ValidationFailed
 
 from .. import permissions
@@ -251,6 +252,18 @@ def threshold_set(
         actor=actor,
         reason=reason or ("Threshold added" if creating else "Threshold changed"),
     )
+    audit.record(
+        "evaluation.threshold",
+        actor=actor,
+        obj=suite,
+        data={
+            "threshold": threshold.pk,
+            "change": "added" if creating else "changed",
+            "bar": str(threshold),
+            "blocking": threshold.blocking,
+            "reason": reason,
+        },
+    )
     return threshold
 
 
@@ -260,4 +273,15 @@ def threshold_delete(*, actor, threshold: Threshold, reason: str = "") -> None:
     permissions.require(actor, permissions.AUTHOR, threshold.suite)
     threshold._history_user = actor
     threshold._change_reason = (reason or "Threshold removed")[:100]
+    audit.record(
+        "evaluation.threshold",
+        actor=actor,
+        obj=threshold.suite,
+        data={
+            "threshold": threshold.pk,
+            "change": "removed",
+            "bar": str(threshold),
+            "reason": reason,
+        },
+    )
     threshold.delete()
