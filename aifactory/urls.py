@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("apps.core.api.urls")),
     path("", include("apps.charters.api.urls")),
     path("", include("apps.evaluations.api.urls")),
+    path("", include("apps.approvals.api.urls")),
 ]
 
 urlpatterns = [
@@ -31,6 +32,7 @@ urlpatterns = [
     path("charters/", include("apps.charters.urls")),
     path("prompts/", include("apps.prompts.urls")),
     path("evaluations/", include("apps.evaluations.urls")),
+    path("approvals/", include("apps.approvals.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -195,6 +195,10 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "apps.prompts.choices.VersionStatus",
         "ArtifactStatusEnum": "apps.evaluations.choices.ArtifactStatus",
         "RunStatusEnum": "apps.evaluations.choices.RunStatus",
+        "RaciRoleEnum": "apps.approvals.choices.Role",
+        "MetricRoleEnum": "apps.charters.choices.MetricRole",
+        "DecisionVerdictEnum": "apps.approvals.choices.Verdict",
+        "RunVerdictEnum": "apps.evaluations.choices.Verdict",
     },
 }
 
@@ -235,6 +239,17 @@ EVALUATIONS_MAX_ARTIFACT_BYTES = int(
 EVALUATIONS_QUANTIZATION_FLOOR = float(os.environ.get("AIFACTORY_EVAL_INT8_FLOOR", "0.98"))
 EVALUATIONS_GATE_WAIT_SECONDS = int(os.environ.get("AIFACTORY_EVAL_GATE_WAIT", "600"))
 
+# --- Approvals -------------------------------------------------------------------------------
+# Hours Consulted people get to answer before the gate stops waiting for them, per risk tier.
+APPROVALS_CONSULT_HOURS = {"low": 0, "medium": 0, "high": 24, "critical": 48}
+# A passing evaluation of the exact content counts for this many days.
+APPROVALS_EVALUATION_VALID_DAYS = int(os.environ.get("AIFACTORY_EVIDENCE_VALID_DAYS", "30"))
+APPROVALS_REQUEST_EXPIRY_HOURS = int(
+    os.environ.get("AIFACTORY_APPROVAL_EXPIRY_HOURS", str(24 * 14))
+)
+# Risk tiers whose patch changes may be fast-tracked when their evaluation passes.
+APPROVALS_FAST_TRACK_TIERS = ("low",)
+
 # --- Logging ---------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
@@ -255,6 +270,14 @@ CELERY_BEAT_SCHEDULE = {
     "evaluation-sweep": {
         "task": "apps.evaluations.tasks.evaluation_sweep",
         "schedule": 60,
+    },
+    "approvals-expire": {
+        "task": "apps.approvals.tasks.approvals_expire_open",
+        "schedule": 60 * 15,
+    },
+    "certifications-remind": {
+        "task": "apps.approvals.tasks.certifications_remind",
+        "schedule": 60 * 60 * 6,
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -541,7 +541,9 @@ def charter_transition(*, actor, charter: Charter, name: str, reason: str = "") 
             errors={"reason": ["This field is required."]},
         )
     if name == "submit":
-        errors = charter_completeness_errors(locked)
+        from apps.approvals.raci import submit_errors  # RACI lives in the approvals app
+
+        errors = {**charter_completeness_errors(locked), **submit_errors(locked)}
         if errors:
             raise ValidationFailed("The charter is not complete enough to submit.", errors=errors)
 

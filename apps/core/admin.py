@@ -3,7 +3,7 @@
 from django.contrib import admin
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from .models import ApiKey, Notification
+from .models import ApiKey, AuditEvent, Notification
 
 
 @admin.register(ApiKey)
@@ -30,4 +30,35 @@ class NotificationAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit chain, read-only: filter by verb, object type and person."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "verb",
+        "actor_name",
+        "object_type",
+        "object_repr",
+        "short_hash",
+    ]
+    list_filter = ["verb", "object_type"]
+    search_fields = ["actor_name", "object_repr", "object_id", "correlation_id"]
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    @admin.display(description="hash")
+    def short_hash(self, obj):
+        return obj.hash[:12]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -25,6 +25,13 @@ class CoreConfig(AppConfig):
         from .audit import history_recorded
 
         post_create_historical_record.connect(history_recorded, dispatch_uid="core.audit.history")
+        from celery.signals import task_postrun, task_prerun
+
+        from .middleware import task_finished, task_started
+
+        # A task's audit events carry its task id as their correlation id.
+        task_prerun.connect(task_started, dispatch_uid="core.correlation.task_started")
+        task_postrun.connect(task_finished, dispatch_uid="core.correlation.task_finished")
         User = get_user_model()
         for signal in (post_save, post_delete):
             signal.connect(

@@ -285,7 +285,41 @@ def demo_setup(*, evaluations: bool = True) -> dict:
         result["evaluations"] = demo_evaluations(
             users, Prompt.objects.get(slug="support-reply-draft")
         )
+    result["approvals"] = _demo_approvals(users, support)
     return result
+
+
+def _demo_approvals(users, support) -> dict:
+    """RACI on the support charter and Pat's promotion request for v2, waiting in Carl's inbox
+    (with the evaluations loaded, its gate shows v2's failing partner segment)."""
+    from apps.approvals import raci
+    from apps.approvals import services as approval_services
+    from apps.approvals.choices import Activity, Role
+    from apps.approvals.models import ApprovalRequest, RaciAssignment
+    from apps.prompts import services as prompt_services
+    from apps.prompts.models import Prompt
+
+    olivia, carl, pat = users["olivia"], users["carl"], users["pat"]
+    if not RaciAssignment.objects.filter(charter=support).exists():
+        for activity, role, person in (
+            (Activity.APPROVE_PRODUCTION_PROMPT, Role.RESPONSIBLE, pat),
+            (Activity.APPROVE_PRODUCTION_PROMPT, Role.ACCOUNTABLE, carl),
+            (Activity.APPROVE_PRODUCTION_PROMPT, Role.INFORMED, olivia),
+            (Activity.CHANGE_RETRIEVAL_SOURCES, Role.RESPONSIBLE, pat),
+            (Activity.RESPOND_TO_DRIFT, Role.CONSULTED, pat),
+        ):
+            raci.raci_assign(
+                actor=olivia, charter=support, activity=activity, role=role, user=person
+            )
+    prompt = Prompt.objects.get(slug="support-reply-draft")
+    v2 = prompt.versions.get(number=2)
+    if v2.status == "in_review":
+        prompt_services.version_approve(actor=carl, version=v2, reason="Wording reviewed.")
+    if not ApprovalRequest.objects.filter(prompt_version=v2).exists():
+        approval_services.promotion_request(
+            actor=pat, version=v2, reason="Quote the supporting passage; shorter replies."
+        )
+    return {"requests": ApprovalRequest.objects.filter(prompt_version=v2).count()}
 
 
 SUPPORT_PROMPT_V1 = [

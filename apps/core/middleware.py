@@ -24,3 +24,19 @@ class CorrelationIdMiddleware:
             correlation_id.reset(token)
         response["X-Request-ID"] = value
         return response
+
+
+_task_tokens: dict[str, object] = {}
+
+
+def task_started(task_id=None, **kwargs) -> None:
+    """celery task_prerun: the task id is the correlation id of what the task records."""
+    if task_id:
+        _task_tokens[task_id] = correlation_id.set(f"task-{task_id}"[:64])
+
+
+def task_finished(task_id=None, **kwargs) -> None:
+    """celery task_postrun: restore the caller's correlation id (eager tasks run inline)."""
+    token = _task_tokens.pop(task_id, None)
+    if token is not None:
+        correlation_id.reset(token)

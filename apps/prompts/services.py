@@ -517,8 +517,19 @@ def label_move(*, actor, version: PromptVersion, label: str, reason: str = "") -
 def promotion_execute(
     *, actor, version: PromptVersion, label: str = "production", reason: str = ""
 ) -> Label:
-    """Move a protected label to `version` once every gate check passes; refuse with the reasons."""
+    """An author moves a protected label directly (operators and tests; people go through an
+    approval request, which calls `promotion_apply` once it is approved)."""
     permissions.require(actor, permissions.AUTHOR, version.prompt)
+    return promotion_apply(actor=actor, version=version, label=label, reason=reason)
+
+
+@transaction.atomic
+def promotion_apply(
+    *, actor, version: PromptVersion, label: str = "production", reason: str = ""
+) -> Label:
+    """Move a protected label to `version` once every gate check passes; refuse with the reasons.
+
+    The caller has decided who may do this (an author, or an executed approval request)."""
     prompt = _lock(Prompt, version.prompt_id)
     version = PromptVersion.objects.select_related("prompt__charter").get(pk=version.pk)
     failures = [r for r in promotion_gate(version, actor) if not r.passed]

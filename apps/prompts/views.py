@@ -513,8 +513,20 @@ def version_action(request, slug, number, action):
             )
             messages.success(request, f"{label.name} now points at v{version.number}.")
         elif action == "promote":
-            services.promotion_execute(actor=request.user, version=version, reason=reason)
-            messages.success(request, f"v{version.number} is live on production.")
+            from apps.approvals.services import promotion_request
+
+            approval = promotion_request(actor=request.user, version=version, reason=reason)
+            if approval.status == "executed":
+                messages.success(
+                    request, f"v{version.number} is live on production (fast-tracked)."
+                )
+            else:
+                messages.success(
+                    request,
+                    f"Promotion requested: approval request #{approval.pk} waits for "
+                    f"{approval.outcome or 'its approvers'}",
+                )
+            return redirect(approval)
         elif action == "waive":
             finding = version.findings.filter(pk=request.POST.get("finding")).first()
             if finding is None:

@@ -85,3 +85,25 @@ def test_postgresql_itself_refuses_updates(owner, charter):
     event = audit.record("charter.share", actor=owner, obj=charter)
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         AuditEvent.objects.filter(pk=event.pk).update(actor_name="mallory")
+
+
+def test_events_recorded_by_a_task_carry_its_task_id(
+    owner, suite, support_prompt, django_capture_on_commit_callbacks
+):
+    from tests.evaluations.fixtures import good_outputs, score_posted
+
+    run = score_posted(
+        owner,
+        suite,
+        support_prompt.versions.get(number=2),
+        good_outputs(),
+        django_capture_on_commit_callbacks,
+    )
+    verdict = AuditEvent.objects.get(verb="evaluation.verdict", object_id=str(run.pk))
+    assert verdict.correlation_id.startswith("task-")
+
+
+def test_web_requests_put_their_request_id_on_events(client, owner, charter):
+    client.force_login(owner)
+    client.post(f"/charters/{charter.slug}/transition/submit/", HTTP_X_REQUEST_ID="req-42")
+    assert AuditEvent.objects.get(verb="charter.submit").correlation_id == "req-42"

@@ -24,7 +24,9 @@ def test_demo_loads_twice_without_duplicates_and_users_can_sign_in():
     }
     prompt = Prompt.objects.get(slug="support-reply-draft")
     assert prompt.labels.get(name="production").version.number == 1
-    assert prompt.versions.get(number=2).status == "in_review"
+    assert prompt.versions.get(number=2).status == "approved"
+    request = prompt.approval_requests.get()
+    assert (request.status, request.requested_by.username) == ("open", "pat")
     assert ApiKey.objects.filter(user__username="app-helpdesk-sidebar").count() == 1
 
 

@@ -352,21 +352,30 @@ class VersionViewSet(viewsets.ViewSet):
         return Response(s.VersionSerializer(version).data)
 
     @extend_schema(
-        summary="Promote to a protected label through the release gate",
+        summary="Request promotion to a protected label (an approval request behind the gate)",
         request=s.LabelSerializer,
-        responses={200: s.LabelsSerializer, **ERRORS},
+        responses={
+            201: OpenApiResponse(description="The approval request: {id, status, url, evidence}"),
+            **ERRORS,
+        },
     )
     def promote(self, request, slug, number):
+        from apps.approvals.api.serializers import ApprovalRequestSerializer
+        from apps.approvals.services import promotion_request
+
         data = s.LabelSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         version = self._get(request, slug, number)
-        services.promotion_execute(
+        approval = promotion_request(
             actor=request.user,
             version=version,
             label=data.validated_data["label"],
             reason=data.validated_data.get("reason", ""),
         )
-        return _labels_response(version.prompt)
+        return Response(
+            ApprovalRequestSerializer(approval, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
     @extend_schema(
         summary="Point an unprotected label at this version",

@@ -48,7 +48,8 @@ def test_generated_run_renders_each_case_and_records_failures(
     assert len(stub.requests) == 24
     body = stub.requests[0].body
     assert body["model"] == "local-llm" and body["temperature"] == 0.1
-    assert "Returns are accepted" in body["messages"][1]["content"] or "Reset" in str(body)
+    rendered = [r.body["messages"][1]["content"] for r in stub.requests]
+    assert any(m.startswith("Context:\nReturns are accepted within 30 days") for m in rendered)
     failed = RunOutput.objects.get(run=run, case__external_id="c6")
     assert "content filter" in failed.error
     assert run.summary["errors"] == 1

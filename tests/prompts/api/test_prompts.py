@@ -141,10 +141,19 @@ def test_submit_returns_findings_and_review_flow(api, owner, compliance, prompt)
     ).json()
     assert waived["waived_by"] == "carl"
     api.force_login(owner)
-    promoted = api.post(
+    requested = api.post(
         v(prompt.slug, 1, "promote/"), {"label": "production", "reason": "go"}, format="json"
     )
-    assert promoted.status_code == 200 and promoted.json()["labels"] == {"production": 1}
+    assert requested.status_code == 201 and requested.json()["status"] == "open"
+    assert not prompt.labels.filter(name="production").exists()
+    api.force_login(compliance)
+    decided = api.post(
+        f"/api/v1/approvals/requests/{requested.json()['id']}/decide/",
+        {"verdict": "approve", "comment": "Waiver reviewed"},
+        format="json",
+    )
+    assert decided.json()["status"] == "executed"
+    assert api.get(f"/api/v1/prompts/{prompt.slug}/").json()["labels"] == {"production": 1}
 
 
 def test_labels_and_their_history(api, owner, approved):

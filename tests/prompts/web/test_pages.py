@@ -181,7 +181,13 @@ def test_submit_shows_findings_and_review_flow(client, owner, compliance, prompt
     )
     client.force_login(owner)
     page = client.post(f"/prompts/{prompt.slug}/versions/1/promote/", follow=True).content.decode()
-    assert "v1 is live on production." in page
+    assert "Promotion requested: approval request #" in page
+    approval = prompt.approval_requests.get()
+    client.force_login(compliance)
+    page = client.post(
+        approval.get_absolute_url(), {"verdict": "approve", "comment": "ok"}, follow=True
+    ).content.decode()
+    assert "Approved and executed" in page
     assert prompt.labels.get(name="production").version.number == 1
 
 
