@@ -9,7 +9,13 @@ class ApprovalsConfig(AppConfig):
     label = "approvals"
 
     def ready(self) -> None:
+        from apps.charters.services import TRANSITION_HOOKS
+
         from .raci import ensure_global_defaults
+        from .services import charter_transitioned
+
+        if charter_transitioned not in TRANSITION_HOOKS:
+            TRANSITION_HOOKS.append(charter_transitioned)
 
         post_migrate.connect(
             ensure_global_defaults, sender=self, dispatch_uid="approvals.raci_defaults"

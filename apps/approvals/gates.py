@@ -59,6 +59,8 @@ def _self_ids(request: ApprovalRequest) -> set[int]:
     ids = {request.requested_by_id}
     if request.prompt_version_id:
         ids.add(request.prompt_version.author_id)
+    if request.kind == RequestKind.CHARTER_TRANSITION and request.charter_id:
+        ids.add(request.charter.business_owner_id)
     return ids
 
 
@@ -244,7 +246,69 @@ def review_date_not_passed(request: ApprovalRequest) -> GateResult:
     return GateResult("review_date_not_passed", True, "Review dates are in the future.")
 
 
+@check("charter_complete")
+def charter_complete(request: ApprovalRequest) -> GateResult:
+    from apps.charters.services import charter_completeness_errors
+
+    if request.transition != "approve":
+        return GateResult("charter_complete", True, "Only approval re-checks completeness.")
+    errors = charter_completeness_errors(request.charter)
+    if errors:
+        count = sum(len(v) for v in errors.values())
+        return GateResult(
+            "charter_complete", False, f"The charter has {count} gap(s) again.", errors
+        )
+    return GateResult("charter_complete", True, "The charter is complete.")
+
+
+@check("charter_status_allows")
+def charter_status_allows(request: ApprovalRequest) -> GateResult:
+    from apps.charters.services import TRANSITIONS
+
+    transition = TRANSITIONS[request.transition]
+    ok = request.charter.status in transition.sources
+    return GateResult(
+        "charter_status_allows",
+        ok,
+        f"The charter is {request.charter.get_status_display().lower()}"
+        + (
+            "." if ok else f"; {transition.label.lower()} needs it {', '.join(transition.sources)}."
+        ),
+    )
+
+
+@check("prompt_has_no_pending_promotion")
+def prompt_has_no_pending_promotion(request: ApprovalRequest) -> GateResult:
+    from .choices import RequestStatus
+
+    pending = ApprovalRequest.objects.filter(
+        prompt_id=request.prompt_id, kind=RequestKind.PROMOTION, status=RequestStatus.OPEN
+    ).count()
+    if pending:
+        return GateResult(
+            "prompt_has_no_pending_promotion",
+            False,
+            f"{pending} promotion request(s) are still open.",
+        )
+    return GateResult("prompt_has_no_pending_promotion", True, "No promotion is pending.")
+
+
 GATES: dict[str, list[str]] = {
+    RequestKind.CHARTER_TRANSITION: [
+        "accountable_approved",
+        "no_self_approval",
+        "consulted_asked",
+        "charter_status_allows",
+        "charter_complete",
+        "review_date_not_passed",
+    ],
+    RequestKind.THRESHOLD_CHANGE: ["accountable_approved", "no_self_approval"],
+    RequestKind.RETIREMENT: [
+        "accountable_approved",
+        "no_self_approval",
+        "consulted_asked",
+        "prompt_has_no_pending_promotion",
+    ],
     RequestKind.PROMOTION: [
         "accountable_approved",
         "no_self_approval",

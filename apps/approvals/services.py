@@ -200,7 +200,7 @@ def _execute(request: ApprovalRequest, actor, *, note: str) -> None:
     """Carry out an approved request (inside the deciding transaction)."""
     from apps.prompts.services import promotion_apply
 
-    if request.kind == RequestKind.PROMOTION:
+    if request.kind == RequestKind.PROMOTION:  # the label moves before the request closes
         promotion_apply(
             actor=actor,
             version=request.prompt_version,
@@ -208,13 +208,42 @@ def _execute(request: ApprovalRequest, actor, *, note: str) -> None:
             reason=f"Approval request #{request.pk}"
             + (f": {request.reason}" if request.reason else ""),
         )
-    else:  # pragma: no cover - only promotions are opened so far
-        raise InvalidTransition(f"{request.get_kind_display()} cannot execute yet.")
     now = timezone.now()
     request.status, request.closed_at, request.outcome = RequestStatus.EXECUTED, now, note
     request._history_user = actor
     request._change_reason = "Executed"
     request.save(update_fields=["status", "closed_at", "outcome"])
+    # Closed first: the charter's own transition hook then leaves this request alone.
+    if request.kind == RequestKind.CHARTER_TRANSITION:
+        from apps.charters.services import charter_transition
+
+        charter_transition(
+            actor=actor,
+            charter=request.charter,
+            name=request.transition,
+            reason=f"Approval request #{request.pk}",
+        )
+    elif request.kind == RequestKind.THRESHOLD_CHANGE:
+        from apps.evaluations.services import threshold_set
+
+        threshold_set(
+            actor=actor,
+            suite=request.suite,
+            threshold=request.threshold,
+            fields=request.proposed["fields"],
+            reason=f"Approval request #{request.pk}: {request.reason}",
+        )
+    elif request.kind == RequestKind.RETIREMENT:
+        from apps.prompts.models import Prompt
+        from apps.prompts.services import prompt_retire
+
+        successor = request.proposed.get("successor")
+        prompt_retire(
+            actor=actor,
+            prompt=request.prompt,
+            reason=request.reason or f"Approval request #{request.pk}",
+            successor=Prompt.objects.filter(slug=successor).first() if successor else None,
+        )
     audit.record(
         "approval.execute",
         actor=actor,
@@ -400,3 +429,192 @@ def summary(request: ApprovalRequest) -> dict[str, Any]:
         "approvals": sorted(pk for pk, v in latest.items() if v == Verdict.APPROVE),
         "waiting": [r for r in request.evidence if not r["passed"]],
     }
+
+
+def _open(
+    kind: str, *, actor, charter, required: list[dict], reason: str, notify: bool = True, **fields
+) -> ApprovalRequest:
+    """Open a request with its approvers and evidence, and tell the deciders."""
+    request = ApprovalRequest(
+        kind=kind,
+        charter=charter,
+        requested_by=actor,
+        reason=(reason or "").strip(),
+        required=required,
+        risk_tier=getattr(charter, "risk_tier", "") or "",
+        expires_at=timezone.now() + dt.timedelta(hours=expiry_hours()),
+        **fields,
+    )
+    request._history_user = actor
+    request._change_reason = "Requested"
+    request.save()
+    results = refresh_evidence(request)
+    request.outcome = " ".join(f"{r.check}: {r.reason}" for r in results if not r.passed)
+    request.save(update_fields=["outcome"])
+    audit.record(
+        "approval.request",
+        actor=actor,
+        obj=request,
+        charter_id=request.charter_id,
+        data={"kind": kind, "subject": request.subject},
+    )
+    if notify:
+        deciders = _people(request, Role.ACCOUNTABLE) | _people(request, Role.CONSULTED)
+        transaction.on_commit(
+            lambda: _notify(
+                request,
+                deciders - {actor.pk},
+                "approval.requested",
+                f"Approval requested: {request.subject}",
+                request.reason or "",
+            )
+        )
+    return request
+
+
+DECIDED_TRANSITIONS = {"go_live", "retire", "resume"}
+
+
+@transaction.atomic
+def charter_transition_request(*, actor, charter, name: str, reason: str = "") -> ApprovalRequest:
+    """Ask the Accountable for a charter status change that needs a decision (go live)."""
+    from apps.charters import permissions as charter_permissions
+    from apps.charters.services import TRANSITIONS
+
+    charter_permissions.require(actor, charter_permissions.CHANGE, charter)
+    if name not in DECIDED_TRANSITIONS or name not in TRANSITIONS:
+        raise ValidationFailed(
+            "That change does not go through an approval request.",
+            errors={"transition": [f"Choose one of: {', '.join(sorted(DECIDED_TRANSITIONS))}."]},
+        )
+    if charter.status not in TRANSITIONS[name].sources:
+        raise InvalidTransition(
+            f"A {charter.get_status_display().lower()} charter cannot {TRANSITIONS[name].label.lower()}."
+        )
+    if ApprovalRequest.objects.filter(
+        charter=charter, kind=RequestKind.CHARTER_TRANSITION, status=RequestStatus.OPEN
+    ).exists():
+        raise InvalidTransition("A charter decision is already waiting for approval.")
+    return _open(
+        RequestKind.CHARTER_TRANSITION,
+        actor=actor,
+        charter=charter,
+        transition=name,
+        reason=reason,
+        required=required_slots(RequestKind.CHARTER_TRANSITION, charter, charter.risk_tier),
+    )
+
+
+def charter_transitioned(*, actor, charter, name: str, reason: str) -> None:
+    """Hook run by every charter transition: a submission opens the approval request that
+    compliance decides; a direct decision (approve, reject, go live, withdraw) closes it."""
+    open_request = (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .filter(charter=charter, kind=RequestKind.CHARTER_TRANSITION, status=RequestStatus.OPEN)
+        .first()
+    )
+    if name == "submit":
+        if open_request is None:
+            _open(
+                RequestKind.CHARTER_TRANSITION,
+                actor=actor,
+                charter=charter,
+                transition="approve",
+                reason="Submitted for approval",
+                notify=False,  # the charter's own submission notice already tells compliance
+                required=required_slots(RequestKind.CHARTER_TRANSITION, charter, charter.risk_tier),
+            )
+        return
+    if open_request is None:
+        return
+    closing = {
+        "approve": (RequestStatus.EXECUTED, Verdict.APPROVE),
+        "go_live": (RequestStatus.EXECUTED, Verdict.APPROVE),
+        "retire": (RequestStatus.EXECUTED, Verdict.APPROVE),
+        "resume": (RequestStatus.EXECUTED, Verdict.APPROVE),
+        "reject": (RequestStatus.REJECTED, Verdict.REJECT),
+        "withdraw": (RequestStatus.WITHDRAWN, None),
+    }.get(name)
+    if closing is None or (
+        name != "withdraw" and name != "reject" and open_request.transition != name
+    ):
+        return
+    status, verdict = closing
+    if verdict is not None:
+        roles = sorted(
+            {slot["role"] for slot in open_request.required if actor.pk in slot["members"]}
+        )
+        Decision.objects.create(
+            request=open_request, actor=actor, verdict=verdict, comment=reason, roles=roles
+        )
+    open_request.status, open_request.closed_at = status, timezone.now()
+    open_request.outcome = f"Decided directly on the charter ({name})" + (
+        f": {reason}" if reason else ""
+    )
+    open_request._history_user, open_request._change_reason = actor, f"Closed by {name}"
+    open_request.save(update_fields=["status", "closed_at", "outcome"])
+
+
+@transaction.atomic
+def threshold_change(*, actor, threshold, fields: dict, reason: str = ""):
+    """Change a threshold: its owner does it at once; anyone else asks the owner.
+
+    Returns the threshold (changed) or the approval request (opened)."""
+    from apps.evaluations import permissions as evaluation_permissions
+    from apps.evaluations.services import threshold_set
+
+    suite = threshold.suite
+    evaluation_permissions.require(actor, evaluation_permissions.AUTHOR, suite)
+    if threshold.owner_id == actor.pk:
+        return threshold_set(
+            actor=actor, suite=suite, threshold=threshold, fields=fields, reason=reason
+        )
+    owner = threshold.owner
+    slot = {
+        "activity": Activity.OWN_EVALUATION_THRESHOLDS,
+        "role": Role.ACCOUNTABLE,
+        "label": "Owner of the threshold",
+        "who": owner.get_full_name() or owner.get_username(),
+        "members": [owner.pk],
+    }
+    cleaned = {k: (v.pk if hasattr(v, "pk") else v) for k, v in fields.items() if k != "owner"}
+    summary = f"{threshold} → " + ", ".join(f"{k}={v}" for k, v in cleaned.items())
+    return _open(
+        RequestKind.THRESHOLD_CHANGE,
+        actor=actor,
+        charter=suite.charter,
+        suite=suite,
+        threshold=threshold,
+        proposed={"fields": cleaned, "summary": summary[:200]},
+        reason=reason,
+        required=[slot],
+    )
+
+
+@transaction.atomic
+def retirement_request(*, actor, prompt, reason: str, successor=None):
+    """Retire a prompt: at once when nothing reads it; with approval when applications do.
+
+    Returns the retired prompt or the approval request."""
+    from apps.prompts.services import prompt_retire
+
+    prompt_permissions.require(actor, prompt_permissions.RETIRE, prompt)
+    if not (reason or "").strip():
+        raise ValidationFailed(
+            "A reason is required to retire.", errors={"reason": ["This field is required."]}
+        )
+    if not prompt.consumers.exists():
+        return prompt_retire(actor=actor, prompt=prompt, reason=reason, successor=successor)
+    if ApprovalRequest.objects.filter(
+        prompt=prompt, kind=RequestKind.RETIREMENT, status=RequestStatus.OPEN
+    ).exists():
+        raise InvalidTransition("A retirement request for this prompt is already open.")
+    return _open(
+        RequestKind.RETIREMENT,
+        actor=actor,
+        charter=prompt.charter,
+        prompt=prompt,
+        reason=reason,
+        proposed={"successor": successor.slug if successor else None},
+        required=required_slots(RequestKind.RETIREMENT, prompt.charter, prompt.risk_level),
+    )

@@ -162,6 +162,29 @@ def raci_matrix(request, slug):
 
 
 @login_required
+@require_POST
+def charter_request(request, slug):
+    """The charter page's "Request go-live" (and resume, retire) button."""
+    charter = charter_list_visible(request.user).filter(slug=slug).first()
+    if charter is None:
+        raise Http404("No such charter.")
+    try:
+        approval = services.charter_transition_request(
+            actor=request.user,
+            charter=charter,
+            name=request.POST.get("name", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except ApplicationError as exc:
+        _report(request, exc)
+        return redirect(charter)
+    messages.success(
+        request, f"Requested: approval request #{approval.pk} waits for its approvers."
+    )
+    return redirect(approval)
+
+
+@login_required
 def timeline(request):
     """The audit timeline: portfolio-wide, or one object's, with filters."""
     events = evidence.timeline(request.user, request.GET)

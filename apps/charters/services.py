@@ -505,6 +505,9 @@ TRANSITIONS: dict[str, Transition] = {
 }
 # Decisions that must come from someone other than the charter's own business owner.
 NO_SELF_DECISION = {"approve", "reject", "go_live"}
+# Called inside every transition's transaction with (actor, charter, name, reason); other
+# apps register here (approvals: submission opens a request, decisions close it).
+TRANSITION_HOOKS: list = []
 
 
 def charter_available_transitions(*, user, charter: Charter, checker=None) -> list[Transition]:
@@ -566,6 +569,9 @@ def charter_transition(*, actor, charter: Charter, name: str, reason: str = "") 
         obj=locked,
         data={"transition": name, "to": locked.status, "reason": reason},
     )
+
+    for hook in TRANSITION_HOOKS:  # e.g. approvals opens or closes the decision's request
+        hook(actor=actor, charter=locked, name=name, reason=reason)
 
     history_id = locked.history.latest().history_id
     from .tasks import charter_notify_transition

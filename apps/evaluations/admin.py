@@ -343,9 +343,20 @@ class SuiteAdmin(SimpleHistoryAdmin):
                 continue
             if not data.get("metric"):
                 continue
-            services.threshold_set(
-                actor=request.user, suite=suite, fields=data, threshold=threshold, reason=reason
+            if threshold is None:
+                services.threshold_set(actor=request.user, suite=suite, fields=data, reason=reason)
+                continue
+            from apps.approvals.services import threshold_change
+
+            outcome = threshold_change(
+                actor=request.user, threshold=threshold, fields=data, reason=reason
             )
+            if not isinstance(outcome, Threshold):
+                messages.info(
+                    request,
+                    f"{threshold} belongs to {threshold.owner}: change requested "
+                    f"(approval request #{outcome.pk}).",
+                )
 
     def changeform_view(self, request, *args, **kwargs):
         try:

@@ -250,9 +250,18 @@ def prompt_action(request, slug, action):
                 request, "Deprecated; the owners of consuming applications are notified."
             )
         elif action == "retire":
-            services.prompt_retire(
+            from apps.approvals.services import retirement_request
+
+            outcome = retirement_request(
                 actor=request.user, prompt=prompt, reason=request.POST.get("reason", "")
             )
+            if outcome.__class__.__name__ == "ApprovalRequest":
+                messages.success(
+                    request,
+                    f"Applications read this prompt: retirement request #{outcome.pk} waits "
+                    "for its approvers.",
+                )
+                return redirect(outcome)
             messages.success(request, "Retired; resolves now answer 410 Gone.")
         elif action == "fork":
             form = ForkForm(request.POST, charters=_authorable_charters(request.user))

@@ -42,6 +42,10 @@ class DecisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class DecisionRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
 class DecideSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=Verdict.choices)
     comment = serializers.CharField(required=False, allow_blank=True, default="")

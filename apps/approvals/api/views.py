@@ -122,6 +122,26 @@ class ApprovalRequestViewSet(
         return Response(self.get_serializer(approval).data)
 
 
+class CharterDecisionRequestView(APIView):
+    """Ask the Accountable for a charter decision (go live, resume, retire)."""
+
+    @extend_schema(
+        request=s.DecisionRequestSerializer,
+        responses={201: s.ApprovalRequestSerializer, **ERRORS},
+    )
+    def post(self, request, slug, name):
+        charter = _charter(request, slug)
+        data = s.DecisionRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        approval = services.charter_transition_request(
+            actor=request.user, charter=charter, name=name, reason=data.validated_data["reason"]
+        )
+        return Response(
+            s.ApprovalRequestSerializer(approval, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
 class EvidencePackView(APIView):
     """A charter's complete evidence pack for auditors, as JSON or CSV."""
 

@@ -313,9 +313,13 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(
         methods=["PATCH"],
-        summary="Change a threshold",
+        summary="Change a threshold (its owner at once; anyone else through an approval request)",
         request=s.ThresholdSerializer,
-        responses={200: s.ThresholdSerializer, **ERRORS},
+        responses={
+            200: s.ThresholdSerializer,
+            202: OpenApiResponse(description="An approval request was opened"),
+            **ERRORS,
+        },
     )
     @extend_schema(
         methods=["DELETE"], summary="Remove a threshold", responses={204: None, **ERRORS}
@@ -330,14 +334,19 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             return Response(status=status.HTTP_204_NO_CONTENT)
         data = s.ThresholdSerializer(threshold, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        threshold = services.threshold_set(
-            actor=request.user,
-            suite=suite,
-            threshold=threshold,
-            fields=dict(data.validated_data),
-            reason=reason,
+        from apps.approvals.api.serializers import ApprovalRequestSerializer
+        from apps.approvals.services import threshold_change
+
+        # The threshold's owner changes it at once; anyone else asks the owner.
+        outcome = threshold_change(
+            actor=request.user, threshold=threshold, fields=dict(data.validated_data), reason=reason
         )
-        return Response(s.ThresholdSerializer(threshold).data)
+        if isinstance(outcome, Threshold):
+            return Response(s.ThresholdSerializer(outcome).data)
+        return Response(
+            ApprovalRequestSerializer(outcome, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 def _subject(request, suite, data):

@@ -266,18 +266,32 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return self._detail(prompt.pk)
 
     @extend_schema(
-        summary="Retire: resolves answer 410 Gone from now on",
+        summary="Retire (at once if no application reads it, else through an approval request)",
         request=ReasonSerializer,
-        responses={200: s.PromptSerializer, **ERRORS},
+        responses={
+            200: s.PromptSerializer,
+            202: OpenApiResponse(description="An approval request was opened"),
+            **ERRORS,
+        },
     )
     @action(detail=True, methods=["post"])
     def retire(self, request, slug=None):
         prompt = self.get_object()
         data = ReasonSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.prompt_retire(
+        from apps.approvals.api.serializers import ApprovalRequestSerializer
+        from apps.approvals.models import ApprovalRequest
+        from apps.approvals.services import retirement_request
+
+        # Nothing reads it: retired at once; applications read it: an approval request.
+        outcome = retirement_request(
             actor=request.user, prompt=prompt, reason=data.validated_data.get("reason", "")
         )
+        if isinstance(outcome, ApprovalRequest):
+            return Response(
+                ApprovalRequestSerializer(outcome, context={"request": request}).data,
+                status=status.HTTP_202_ACCEPTED,
+            )
         return self._detail(prompt.pk)
 
 
