@@ -19,6 +19,7 @@ api_v1 = [
     path("", include("apps.charters.api.urls")),
     path("", include("apps.evaluations.api.urls")),
     path("", include("apps.approvals.api.urls")),
+    path("", include("apps.scorecards.api.urls")),
 ]
 
 urlpatterns = [
@@ -33,6 +34,7 @@ urlpatterns = [
     path("prompts/", include("apps.prompts.urls")),
     path("evaluations/", include("apps.evaluations.urls")),
     path("approvals/", include("apps.approvals.urls")),
+    path("scorecards/", include("apps.scorecards.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

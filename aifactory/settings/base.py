@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.prompts",
     "apps.evaluations",
     "apps.approvals",
+    "apps.scorecards",
 ]
 
 MIDDLEWARE = [
@@ -249,6 +250,10 @@ APPROVALS_REQUEST_EXPIRY_HOURS = int(
 )
 # Risk tiers whose patch changes may be fast-tracked when their evaluation passes.
 APPROVALS_FAST_TRACK_TIERS = ("low",)
+
+# --- Scorecards -------------------------------------------------------------------------------
+# Scale when the primary metric has been on track this many consecutive weeks.
+SCORECARD_SCALE_WEEKS = int(os.environ.get("AIFACTORY_SCALE_WEEKS", "4"))
 
 # --- Logging ---------------------------------------------------------------------------------
 LOGGING = {

@@ -286,6 +286,9 @@ def demo_setup(*, evaluations: bool = True) -> dict:
             users, Prompt.objects.get(slug="support-reply-draft")
         )
     result["approvals"] = _demo_approvals(users, support)
+    from apps.scorecards.demo import demo_telemetry
+
+    result["telemetry"] = demo_telemetry(olivia, support)
     return result
 
 
