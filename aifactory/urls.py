@@ -15,6 +15,7 @@ admin.site.index_title = "Governance"
 # The prompt API first: resolve is the hottest route and Django tries patterns in order.
 api_v1 = [
     path("", include("apps.prompts.api.urls")),
+    path("", include("apps.gateway.api.urls")),
     path("", include("apps.core.api.urls")),
     path("", include("apps.charters.api.urls")),
     path("", include("apps.evaluations.api.urls")),

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.evaluations",
     "apps.approvals",
     "apps.scorecards",
+    "apps.gateway",
 ]
 
 MIDDLEWARE = [

@@ -152,6 +152,12 @@ def _workflow(charter: Charter, since) -> dict[str, Any]:
     }
 
 
+def _gateway(charter: Charter, since) -> dict[str, Any]:
+    from apps.gateway.services import platform_health
+
+    return platform_health(charter, since)
+
+
 def _evaluations(charter: Charter) -> list[dict[str, Any]]:
     """The newest completed run of each suite of the charter, for the output-quality layer."""
     from apps.evaluations.models import Run
@@ -295,6 +301,7 @@ def scorecard(charter: Charter, *, window_days: int = 28, now=None) -> dict[str,
         "layers": layers,
         "layer_status": layer_status,
         "workflow": _workflow(charter, since),
+        "gateway": _gateway(charter, since),
         "evaluations": _evaluations(charter),
         "recommendation": recommendation(flat),
         "metrics": flat,

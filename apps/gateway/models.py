@@ -1,0 +1,67 @@
+"""Where a prompt's executions go (its model endpoint and guard rails) and what each call cost."""
+
+from __future__ import annotations
+
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from apps.prompts.models import Application, Prompt, PromptVersion
+
+
+class Route(models.Model):
+    """The OpenAI-compatible endpoint a prompt executes on; the key stays in the environment."""
+
+    class FilterMode(models.TextChoices):
+        FLAG = "flag", "Flag findings, return the output"
+        REDACT = "redact", "Redact matched spans"
+        BLOCK = "block", "Block the output"
+
+    prompt = models.OneToOneField(Prompt, on_delete=models.CASCADE, related_name="route")
+    base_url = models.URLField(help_text="…/v1 of an OpenAI-compatible server.")
+    model = models.CharField(max_length=200, blank=True, help_text="Empty: the version's model.")
+    api_key_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable holding the key."
+    )
+    timeout_s = models.FloatField(default=30)
+    max_retries = models.PositiveSmallIntegerField(default=2)
+    filter_mode = models.CharField(
+        max_length=8, choices=FilterMode.choices, default=FilterMode.FLAG
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        default=600, help_text="Per application; 0 means no limit."
+    )
+    price_per_1k_input = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+    price_per_1k_output = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+
+    history = HistoricalRecords()
+
+    def __str__(self) -> str:
+        return f"{self.prompt.slug} → {self.base_url}"
+
+
+class Call(models.Model):
+    """One execution through the gateway: platform-health telemetry for the charter."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="gateway_calls")
+    version = models.ForeignKey(
+        PromptVersion, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    application = models.ForeignKey(
+        Application, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    charter_id = models.BigIntegerField(null=True, db_index=True)
+    label = models.CharField(max_length=40)
+    status = models.CharField(max_length=16)  # ok | flagged | redacted | blocked | error | limited
+    latency_ms = models.FloatField(null=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    findings = models.JSONField(default=list, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["charter_id", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_id} {self.status} {self.latency_ms} ms"
