@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "simple_history",
+    "django_celery_beat",
     "apps.core",
     "apps.charters",
     "apps.prompts",
@@ -267,8 +268,11 @@ LOGGING = {
 }
 SITE_URL = os.environ.get("AIFACTORY_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
-# Periodic work, run by `celery beat` (embedded in the local worker with -B).
-CELERY_BEAT_SCHEDULE = {
+# Periodic work, run by `celery beat` (embedded in the local worker with -B). The schedule
+# lives in the database (django-celery-beat) so operators see and change it in the admin;
+# these defaults are written there once by `migrate` and never overwrite an operator's edit.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+AIFACTORY_DEFAULT_BEAT_SCHEDULE = {
     "prompt-review-reminders": {
         "task": "apps.prompts.tasks.prompt_review_reminders",
         "schedule": 60 * 60 * 6,
@@ -281,9 +285,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.approvals.tasks.approvals_expire_open",
         "schedule": 60 * 15,
     },
+    "drift-check": {
+        "task": "apps.scorecards.tasks.drift_check",
+        "schedule": 60 * 60 * 24,
+    },
     "certifications-remind": {
         "task": "apps.approvals.tasks.certifications_remind",
         "schedule": 60 * 60 * 6,
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+DJANGO_CELERY_BEAT_TZ_AWARE = True

@@ -16,10 +16,11 @@ class CoreConfig(AppConfig):
         from guardian.models import GroupObjectPermission, UserObjectPermission
 
         from . import hotcache
-        from .groups import ensure_groups
+        from .groups import ensure_beat_schedule, ensure_groups
         from .models import ApiKey
 
         post_migrate.connect(ensure_groups, dispatch_uid="core.ensure_groups")
+        post_migrate.connect(ensure_beat_schedule, dispatch_uid="core.ensure_beat_schedule")
         from simple_history.signals import post_create_historical_record
 
         from .audit import history_recorded

@@ -49,6 +49,8 @@ VERBS = {
     "approval.request": "Approval requested",
     "approval.decide": "Approval decision recorded",
     "approval.execute": "Approved action executed",
+    "drift.alert": "A production version drifted from its certified evaluation",
+    "gateway.sampled": "An execution was sampled for online scoring",
 }
 
 

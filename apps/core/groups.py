@@ -55,7 +55,15 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "approvals.view_decision",
         "core.view_auditevent",
     ],
-    PLATFORM: [],
+    # Operators see and change the beat schedule in the admin.
+    PLATFORM: [
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "django_celery_beat.view_intervalschedule",
+        "django_celery_beat.add_intervalschedule",
+        "django_celery_beat.view_crontabschedule",
+        "django_celery_beat.add_crontabschedule",
+    ],
     INTEGRATIONS: ["evaluations.run_suite"],
 }
 
@@ -84,3 +92,19 @@ def in_group(user, name: str) -> bool:
         cache = set(user.groups.values_list("name", flat=True))
         user._group_names = cache
     return name in cache
+
+
+def ensure_beat_schedule(**kwargs) -> None:
+    """post_migrate: write the default periodic tasks into the beat schedule once.
+
+    Entries that exist are left alone: an operator's change in the admin stays."""
+    from django.conf import settings
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    for name, entry in getattr(settings, "AIFACTORY_DEFAULT_BEAT_SCHEDULE", {}).items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        interval, _ = IntervalSchedule.objects.get_or_create(
+            every=int(entry["schedule"]), period=IntervalSchedule.SECONDS
+        )
+        PeriodicTask.objects.create(name=name, task=entry["task"], interval=interval)

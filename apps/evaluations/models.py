@@ -319,6 +319,11 @@ class Run(models.Model):
     gate = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     note = models.CharField(max_length=300, blank=True)
+    purpose = models.CharField(
+        max_length=12,
+        default="release",
+        choices=[("release", "Release evidence"), ("drift", "Scheduled drift check")],
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="evaluation_runs"
     )

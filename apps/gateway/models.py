@@ -32,6 +32,9 @@ class Route(models.Model):
     )
     price_per_1k_input = models.DecimalField(max_digits=10, decimal_places=6, default=0)
     price_per_1k_output = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+    sample_rate = models.FloatField(
+        default=0.0, help_text="Share of executions scored online by the prompt's suite (0–1)."
+    )
 
     history = HistoricalRecords()
 
@@ -65,3 +68,21 @@ class Call(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prompt_id} {self.status} {self.latency_ms} ms"
+
+
+class OnlineScore(models.Model):
+    """A sampled execution scored on a worker with the prompt's suite scorers (no reference
+    answer: grounding against the variables' context, policy, format and length checks)."""
+
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="online_score")
+    charter_id = models.BigIntegerField(null=True, db_index=True)
+    output = models.TextField()
+    variables = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, blank=True)
+    suite_slug = models.CharField(max_length=80, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"online score of call {self.call_id}"

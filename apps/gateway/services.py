@@ -5,12 +5,14 @@ and record what it cost as platform-health telemetry."""
 from __future__ import annotations
 
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
+from django.utils import timezone
 
 from apps.core.errors import ApplicationError, ValidationFailed
 from apps.evaluations import generation
@@ -19,7 +21,7 @@ from apps.prompts import policy
 from apps.prompts.choices import PromptStatus
 from apps.prompts.models import Label, Prompt
 
-from .models import Call, Route
+from .models import Call, OnlineScore, Route
 
 # Rules that judge outputs: secrets, personal data and the blocked-phrase patterns; the
 # structural checks (grounding instruction, tool declarations) are about templates.
@@ -177,7 +179,7 @@ def prompt_execute(
         ) from exc
     output, findings, status = _filter(completion.text, route.filter_mode, prompt.risk_level)
     cost = _cost(route, completion.usage)
-    Call.objects.create(
+    call = Call.objects.create(
         status=status,
         latency_ms=completion.latency_ms,
         tokens_in=int(completion.usage.get("prompt_tokens") or 0),
@@ -186,6 +188,15 @@ def prompt_execute(
         findings=[f["code"] for f in findings],
         **common,
     )
+    if output is not None and route.sample_rate and random.random() < route.sample_rate:
+        sample = OnlineScore.objects.create(
+            call=call, charter_id=prompt.charter_id, output=output, variables=variables
+        )
+        from django.db import transaction
+
+        from .tasks import gateway_score_sample
+
+        transaction.on_commit(lambda: gateway_score_sample.delay(sample.pk))
     if application_id is not None:
         from apps.prompts.services import consumer_record
 
@@ -230,3 +241,57 @@ def platform_health(charter, since) -> dict[str, Any]:
         "tokens": sum(r[3] + r[4] for r in rows),
         "filtered": sum(1 for r in rows if r[0] in ("flagged", "redacted", "blocked")),
     }
+
+
+def online_score(sample_id: int) -> str:
+    """Score one sampled execution with the scorers of the suite gating its prompt that need
+    no reference answer; the variables' `context` is the grounding passage (idempotent)."""
+    from apps.evaluations.models import ModelArtifact, Suite
+    from apps.evaluations.scoring import base as scoring
+    from apps.evaluations.services.execution import models_for
+
+    sample = (
+        OnlineScore.objects.select_related("call")
+        .filter(pk=sample_id, scored_at__isnull=True)
+        .first()
+    )
+    if sample is None:
+        return "skipped"
+    suite = Suite.objects.filter(prompt_id=sample.call.prompt_id).order_by("-updated_at").first()
+    if suite is None:
+        OnlineScore.objects.filter(pk=sample_id).update(
+            error="No suite gates this prompt.", scored_at=timezone.now()
+        )
+        return "no-suite"
+    context = sample.variables.get("context")
+    case = scoring.ScoringCase(
+        case_id=f"call-{sample.call_id}",
+        output=sample.output,
+        contexts=(str(context),) if context else (),
+        variables=sample.variables,
+    )
+    artifacts = {
+        a.slug: a
+        for a in ModelArtifact.objects.filter(slug__in={i.get("artifact") for i in suite.scorers})
+    }
+    metrics: dict[str, float] = {}
+    for item in suite.scorers:
+        spec = scoring.get(item["scorer"])
+        params = dict(item.get("params") or {})
+        values = spec.score([case], params, models_for(item, artifacts))
+        metrics.update(values[0] if values else {})
+    OnlineScore.objects.filter(pk=sample_id, scored_at__isnull=True).update(
+        metrics=metrics, suite_slug=suite.slug, scored_at=timezone.now()
+    )
+    return "scored"
+
+
+def online_quality(charter, since) -> dict[str, dict]:
+    """Mean and count of each online metric over the window."""
+    totals: dict[str, list[float]] = {}
+    for metrics in OnlineScore.objects.filter(
+        charter_id=charter.pk, created_at__gte=since, scored_at__isnull=False
+    ).values_list("metrics", flat=True):
+        for name, value in (metrics or {}).items():
+            totals.setdefault(name, []).append(value)
+    return {name: {"mean": sum(v) / len(v), "count": len(v)} for name, v in sorted(totals.items())}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from apps.charters.models import Charter, Metric
@@ -29,6 +30,35 @@ class Observation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric_id}={self.value} at {self.observed_at:%Y-%m-%d %H:%M}"
+
+
+class DriftAlert(models.Model):
+    """A scheduled re-run of a production version's suite that regressed against the run
+    that certified it."""
+
+    charter = models.ForeignKey(Charter, on_delete=models.CASCADE, related_name="drift_alerts")
+    prompt = models.ForeignKey(
+        "prompts.Prompt", on_delete=models.CASCADE, related_name="drift_alerts"
+    )
+    run = models.OneToOneField(
+        "evaluations.Run", on_delete=models.CASCADE, related_name="drift_alert"
+    )
+    certified_run = models.ForeignKey(
+        "evaluations.Run", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    summary = models.TextField()
+    regressions = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"drift on {self.prompt_id}: {self.summary[:60]}"
 
 
 class WorkflowEvent(models.Model):

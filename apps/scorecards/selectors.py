@@ -153,9 +153,9 @@ def _workflow(charter: Charter, since) -> dict[str, Any]:
 
 
 def _gateway(charter: Charter, since) -> dict[str, Any]:
-    from apps.gateway.services import platform_health
+    from apps.gateway.services import online_quality, platform_health
 
-    return platform_health(charter, since)
+    return {**platform_health(charter, since), "online_quality": online_quality(charter, since)}
 
 
 def _evaluations(charter: Charter) -> list[dict[str, Any]]:
@@ -302,6 +302,12 @@ def scorecard(charter: Charter, *, window_days: int = 28, now=None) -> dict[str,
         "layer_status": layer_status,
         "workflow": _workflow(charter, since),
         "gateway": _gateway(charter, since),
+        "drift_alerts": [
+            {"summary": a.summary, "run_url": a.run.get_absolute_url(), "created_at": a.created_at}
+            for a in charter.drift_alerts.filter(resolved_at__isnull=True).select_related("run")[
+                :10
+            ]
+        ],
         "evaluations": _evaluations(charter),
         "recommendation": recommendation(flat),
         "metrics": flat,
@@ -364,6 +370,7 @@ def portfolio(user, *, window_days: int = 28) -> list[dict[str, Any]]:
                 "open_approvals": open_approvals.get(charter.pk, 0),
                 "live_evaluations": verdicts.get(charter.pk, []),
                 "review_overdue": bool(charter.review_date and charter.review_date < today),
+                "open_drift_alerts": len(card["drift_alerts"]),
                 "call": card["recommendation"]["call"],
                 "rule": card["recommendation"]["rule"],
                 "url": f"/scorecards/{charter.slug}/",

@@ -36,3 +36,18 @@ def test_503_names_the_database_when_it_is_down(client):
 def test_every_response_carries_a_correlation_id(client):
     assert len(client.get("/healthz")["X-Request-ID"]) == 32
     assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+
+
+def test_the_beat_schedule_lives_in_the_database_and_keeps_operator_edits(db, settings):
+    from django_celery_beat.models import PeriodicTask
+
+    from apps.core.groups import ensure_beat_schedule
+
+    assert settings.CELERY_BEAT_SCHEDULER.endswith("DatabaseScheduler")
+    names = set(PeriodicTask.objects.values_list("name", flat=True))
+    assert {"evaluation-sweep", "drift-check", "approvals-expire"} <= names
+    sweep = PeriodicTask.objects.get(name="evaluation-sweep")
+    sweep.enabled = False
+    sweep.save()
+    ensure_beat_schedule()
+    assert PeriodicTask.objects.get(name="evaluation-sweep").enabled is False

@@ -127,6 +127,7 @@ def run_start(
     batch_size: int | None = None,
     queue: str = "",
     note: str = "",
+    purpose: str = "release",
 ) -> Run:
     """Start a run of `suite` on a prompt version or a model under test.
 
@@ -218,6 +219,7 @@ def run_start(
         queue=queue or _setting("EVALUATIONS_QUEUE", ""),
         scorer_artifacts=execution.scorer_artifacts(suite.scorers),
         note=note[:300],
+        purpose=purpose,
         created_by=actor,
     )
     RunBatch.objects.bulk_create(
@@ -468,6 +470,10 @@ def run_finalize(run_id: int) -> str:
                 },
             )
             transaction.on_commit(lambda: _notify_finished(run_id))
+            if run.purpose == "drift":
+                from apps.scorecards.drift import drift_evaluate
+
+                transaction.on_commit(lambda: drift_evaluate(run_id))
     return "finalized" if moved else "duplicate"
 
 

@@ -33,8 +33,6 @@ class Command(BaseCommand):
                     "aifactory",
                     "worker",
                     "--beat",
-                    "--schedule",
-                    settings.CELERY_BEAT_SCHEDULE_FILENAME,
                     "--loglevel",
                     "INFO",
                     "--concurrency",

@@ -1,0 +1,11 @@
+"""Celery tasks of the gateway: online scoring of sampled executions."""
+
+from celery import shared_task
+
+from .services import online_score
+
+
+@shared_task(acks_late=True)
+def gateway_score_sample(sample_id: int) -> str:
+    """Score one sampled execution (a re-delivered message changes nothing)."""
+    return online_score(sample_id)
