@@ -285,6 +285,10 @@ AIFACTORY_DEFAULT_BEAT_SCHEDULE = {
         "task": "apps.approvals.tasks.approvals_expire_open",
         "schedule": 60 * 15,
     },
+    "prompt-sunset-reminders": {
+        "task": "apps.prompts.tasks.prompt_sunset_reminders",
+        "schedule": 60 * 60 * 24,
+    },
     "drift-check": {
         "task": "apps.scorecards.tasks.drift_check",
         "schedule": 60 * 60 * 24,

@@ -60,3 +60,41 @@ def prompt_review_reminders() -> int:
             )
         )
     return sent
+
+
+SUNSET_NOTICE_DAYS = (14, 7, 1)
+
+
+@shared_task
+def prompt_sunset_reminders() -> int:
+    """Remind consuming application owners 14, 7 and 1 day before a deprecated prompt's
+    sunset date (once per prompt and notice)."""
+    today = timezone.localdate()
+    sent = 0
+    deprecated = Prompt.objects.filter(
+        status=PromptStatus.DEPRECATED, sunset_date__isnull=False, sunset_date__gte=today
+    ).select_related("successor")
+    for prompt in deprecated:
+        days = (prompt.sunset_date - today).days
+        if days not in SUNSET_NOTICE_DAYS:
+            continue
+        recipients = (
+            get_user_model()
+            .objects.filter(
+                Q(pk=prompt.owner_id) | Q(owned_applications__consumptions__prompt=prompt),
+                is_active=True,
+            )
+            .distinct()
+        )
+        successor = f" Move to {prompt.successor.slug}." if prompt.successor_id else ""
+        sent += len(
+            notification_send(
+                recipients=recipients,
+                verb="prompt.sunset_soon",
+                title=f"“{prompt.name}” stops answering in {days} day(s)",
+                body=f"It retires on {prompt.sunset_date.isoformat()}.{successor}",
+                url=prompt.get_absolute_url(),
+                dedupe_key=f"prompt:{prompt.pk}:sunset:{prompt.sunset_date.isoformat()}:{days}",
+            )
+        )
+    return sent

@@ -92,3 +92,55 @@ class WorkflowEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} {self.kind}"
+
+
+class RollupSpec(models.Model):
+    """The fixed histogram bins of one metric's rollups, set at its first observation."""
+
+    metric = models.OneToOneField(Metric, on_delete=models.CASCADE, related_name="rollup_spec")
+    low = models.FloatField()
+    high = models.FloatField()
+    bins = models.PositiveSmallIntegerField(default=64)
+
+    def __str__(self) -> str:
+        return f"{self.metric_id}: {self.bins} bins over [{self.low}, {self.high}]"
+
+
+class Rollup(models.Model):
+    """Count and sum of one metric's observations on one day, overall ('' key) or for one
+    segment value; maintained on ingest so scorecards never scan raw observations."""
+
+    metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="rollups")
+    day = models.DateField()
+    segment_key = models.CharField(max_length=64, blank=True)
+    segment_value = models.CharField(max_length=100, blank=True)
+    count = models.BigIntegerField(default=0)
+    total = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "day", "segment_key", "segment_value"], name="rollup_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric_id} {self.day} {self.segment_key}={self.segment_value}: {self.count}"
+
+
+class RollupBin(models.Model):
+    """How many of a metric's observations on one day fell in one histogram bin (bin 0 and
+    bins+1 hold values below and above the spec's range)."""
+
+    metric = models.ForeignKey(Metric, on_delete=models.CASCADE, related_name="rollup_bins")
+    day = models.DateField()
+    bin = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["metric", "day", "bin"], name="rollup_bin_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric_id} {self.day} bin {self.bin}: {self.count}"

@@ -1,9 +1,8 @@
 """Scorecards and the AI pulse portfolio, aggregated in the database.
 
-A charter's scorecard costs a fixed number of queries whatever the data: aggregates,
-percentiles and histograms per metric (PostgreSQL's percentile_cont and width_bucket; the
-SQLite path computes those two from the window's values), weekly trend buckets, and one
-grouped query per segment key.
+A charter's scorecard reads the daily rollups maintained on ingest (counts and sums per
+metric, day and segment value; counts per fixed histogram bin) with a fixed number of
+queries, whatever the number of observations. Windows are whole days.
 """
 
 from __future__ import annotations
@@ -15,16 +14,13 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
-from django.db.models import Avg, Count, Max, Min, Q
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import TruncWeek
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from apps.charters.choices import MetricDirection, MetricLayer, MetricRole
 from apps.charters.models import Charter, Metric
 
-from .models import Observation, WorkflowEvent
+from .models import WorkflowEvent
 
 ON_TRACK, AT_RISK, OFF_TRACK, NO_DATA = "on_track", "at_risk", "off_track", "no_data"
 STATUS_ORDER = {OFF_TRACK: 0, AT_RISK: 1, NO_DATA: 2, ON_TRACK: 3}
@@ -67,51 +63,73 @@ def guardrail_crossed(metric: Metric, value: float | None) -> bool:
     )
 
 
-def _percentiles_and_histograms(charter: Charter, since) -> tuple[dict, dict]:
-    """{metric id: (p10, p50, p90)} and {metric id: {"edges", "counts"}} for the window."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT metric_id, percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY value) "
-                "FROM scorecards_observation WHERE charter_id = %s AND observed_at >= %s GROUP BY metric_id",
-                [charter.pk, since],
-            )
-            percentiles = {row[0]: tuple(row[1]) for row in cursor.fetchall()}
-            cursor.execute(
-                "WITH span AS (SELECT metric_id, min(value) AS lo, max(value) AS hi "
-                "  FROM scorecards_observation WHERE charter_id = %s AND observed_at >= %s GROUP BY metric_id) "
-                "SELECT o.metric_id, span.lo, span.hi, "
-                "  CASE WHEN span.hi = span.lo THEN 1 ELSE least(width_bucket(o.value, span.lo, span.hi, %s), %s) END, "
-                "  count(*) "
-                "FROM scorecards_observation o JOIN span ON span.metric_id = o.metric_id "
-                "WHERE o.charter_id = %s AND o.observed_at >= %s GROUP BY 1, 2, 3, 4",
-                [charter.pk, since, BINS, BINS, charter.pk, since],
-            )
-            histograms: dict[int, dict] = {}
-            for metric_id, lo, hi, bucket, count in cursor.fetchall():
-                entry = histograms.setdefault(
-                    metric_id,
-                    {
-                        "edges": np.linspace(lo, hi if hi > lo else lo + 1, BINS + 1).tolist(),
-                        "counts": [0] * BINS,
-                    },
+DISPLAY_BINS = 16
+
+
+def _from_rollups(charter: Charter, since_day: dt.date, trend_since_day: dt.date):
+    """Aggregates, percentiles, histograms, weekly trend and segments from the daily
+    rollups: three queries, whatever the number of observations."""
+    from .models import Rollup, RollupBin, RollupSpec
+    from .rollups import percentiles_from_bins
+
+    metric_ids = list(charter.metrics.values_list("pk", flat=True))
+    specs = {s.metric_id: s for s in RollupSpec.objects.filter(metric_id__in=metric_ids)}
+    aggregates: dict[int, dict] = {}
+    trend: dict[int, dict] = defaultdict(dict)
+    segments: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    seg_totals: dict[tuple, list] = defaultdict(lambda: [0, 0.0])
+    week_totals: dict[tuple, list] = defaultdict(lambda: [0, 0.0])
+    rows = Rollup.objects.filter(metric_id__in=metric_ids, day__gte=min(since_day, trend_since_day))
+    for metric_id, day, key, value, count, total in rows.values_list(
+        "metric_id", "day", "segment_key", "segment_value", "count", "total"
+    ):
+        if key == "":
+            week = day - dt.timedelta(days=day.weekday())
+            if day >= trend_since_day:
+                week_totals[(metric_id, week)][0] += count
+                week_totals[(metric_id, week)][1] += total
+            if day >= since_day:
+                agg = aggregates.setdefault(
+                    metric_id, {"metric_id": metric_id, "count": 0, "sum": 0.0}
                 )
-                entry["counts"][int(bucket) - 1] += count
-        return percentiles, histograms
-    values: dict[int, list[float]] = defaultdict(list)
-    rows = Observation.objects.filter(charter=charter, observed_at__gte=since).values_list(
-        "metric_id", "value"
-    )
-    for metric_id, value in rows.iterator(chunk_size=10_000):
-        values[metric_id].append(value)
+                agg["count"] += count
+                agg["sum"] += total
+        elif day >= since_day:
+            seg_totals[(metric_id, key, value)][0] += count
+            seg_totals[(metric_id, key, value)][1] += total
+    for agg in aggregates.values():
+        agg["mean"] = agg["sum"] / agg["count"] if agg["count"] else None
+    for (metric_id, week), (count, total) in week_totals.items():
+        trend[metric_id][week] = {"mean": total / count, "count": count}
+    for (metric_id, key, value), (count, total) in seg_totals.items():
+        segments[metric_id][key].append({"segment": value, "mean": total / count, "count": count})
+    bins: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for metric_id, b, count in RollupBin.objects.filter(
+        metric_id__in=metric_ids, day__gte=since_day
+    ).values_list("metric_id", "bin", "count"):
+        bins[metric_id][b] += count
     percentiles, histograms = {}, {}
-    for metric_id, items in values.items():
-        array = np.asarray(items)
-        percentiles[metric_id] = tuple(np.percentile(array, [10, 50, 90]).tolist())
-        lo, hi = float(array.min()), float(array.max())
-        counts, edges = np.histogram(array, bins=BINS, range=(lo, hi if hi > lo else lo + 1))
-        histograms[metric_id] = {"edges": edges.tolist(), "counts": counts.tolist()}
-    return percentiles, histograms
+    for metric_id, counts in bins.items():
+        spec = specs[metric_id]
+        percentiles[metric_id] = tuple(percentiles_from_bins(spec, counts))
+        histograms[metric_id] = _display_histogram(spec, counts)
+    return aggregates, percentiles, histograms, trend, segments
+
+
+def _display_histogram(spec, counts: dict[int, int]) -> dict:
+    """The fixed bins regrouped for a chart: under/overflow join the first and last bars."""
+    group = max(1, spec.bins // DISPLAY_BINS)
+    bars = [0] * DISPLAY_BINS
+    for b, count in counts.items():
+        index = (
+            0
+            if b == 0
+            else DISPLAY_BINS - 1
+            if b == spec.bins + 1
+            else min(DISPLAY_BINS - 1, (b - 1) // group)
+        )
+        bars[index] += count
+    return {"edges": np.linspace(spec.low, spec.high, DISPLAY_BINS + 1).tolist(), "counts": bars}
 
 
 def _workflow(charter: Charter, since) -> dict[str, Any]:
@@ -211,32 +229,11 @@ def scorecard(charter: Charter, *, window_days: int = 28, now=None) -> dict[str,
     since = now - dt.timedelta(days=window_days)
     trend_since = now - dt.timedelta(weeks=TREND_WEEKS)
     metrics = list(charter.metrics.all())
-    window = Observation.objects.filter(charter=charter, observed_at__gte=since)
-    aggregates = {
-        row["metric_id"]: row
-        for row in window.values("metric_id").annotate(count=Count("pk"), mean=Avg("value"))
-    }
-    percentiles, histograms = _percentiles_and_histograms(charter, since)
-    trend: dict[int, dict] = defaultdict(dict)
-    for row in (
-        Observation.objects.filter(charter=charter, observed_at__gte=trend_since)
-        .annotate(week=TruncWeek("observed_at"))
-        .values("metric_id", "week")
-        .annotate(mean=Avg("value"), count=Count("pk"))
-    ):
-        week = row["week"].date() if hasattr(row["week"], "date") else row["week"]
-        trend[row["metric_id"]][week] = row
-    segments: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    keys = sorted(set(SEGMENT_KEYS) | {k for m in metrics for k in (m.allowed_segment_keys or [])})
-    for key in keys:
-        rows = (
-            window.annotate(segment=KeyTextTransform(key, "segments"))
-            .exclude(segment__isnull=True)
-            .values("metric_id", "segment")
-            .annotate(mean=Avg("value"), count=Count("pk"))
-        )
-        for row in rows:
-            segments[row["metric_id"]][key].append(row)
+    since_day = since.date()
+    trend_since_day = trend_since.date()
+    aggregates, percentiles, histograms, trend, segments = _from_rollups(
+        charter, since_day, trend_since_day
+    )
     first_week = (trend_since - dt.timedelta(days=trend_since.weekday())).date()
     weeks = [first_week + dt.timedelta(weeks=i) for i in range(TREND_WEEKS + 1)]
     layers: dict[str, list] = {layer: [] for layer in MetricLayer.values}

@@ -269,6 +269,9 @@ def telemetry_ingest(
         except (ValueError, LookupError) as exc:
             rejected.append({"kind": "observation", "index": index, "error": str(exc)})
     duplicates = _store_observations(rows)
+    from . import rollups
+
+    rollups.add(row for position, row in enumerate(rows) if position not in duplicates)
     charters: dict = {}
     event_rows, event_positions = [], []
     for index, item in enumerate(events):

@@ -251,7 +251,7 @@ def test_demo_scorecard_and_portfolio_in_a_browser(page, password):
     page.goto("/scorecards/support-reply-drafting/")
     handle = page.locator('[data-metric="Average handle time"]')
     expect(handle.locator("svg.chart--trend circle")).to_have_count(14)
-    expect(handle.locator("svg.chart--histogram rect")).to_have_count(10)
+    expect(handle.locator("svg.chart--histogram rect")).to_have_count(16)
     expect(handle.locator('tr[data-segment="language=de"]')).to_have_class("heat heat--off_track")
     expect(handle.locator('tr[data-segment="language=en"]')).not_to_have_class(
         "heat heat--off_track"
@@ -262,3 +262,97 @@ def test_demo_scorecard_and_portfolio_in_a_browser(page, password):
         "Average handle time"
     )
     assert page.errors == []
+
+
+def _metric_row(status, *, role="primary", crossed=False, weeks=()):
+    return {
+        "name": "M",
+        "role": role,
+        "status": status,
+        "guardrail_crossed": crossed,
+        "trend": [{"value": 1.0, "status": s} for s in weeks],
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "call"),
+    [
+        ([_metric_row("on_track", weeks=["on_track"] * 4)], "scale"),
+        ([_metric_row("on_track", weeks=["at_risk"] + ["on_track"] * 3)], "continue"),
+        ([_metric_row("off_track", weeks=["off_track"] * 4)], "rework"),
+        (
+            [
+                _metric_row("on_track", weeks=["on_track"] * 4),
+                _metric_row("off_track", role="supporting", crossed=True),
+            ],
+            "pause",
+        ),
+        ([_metric_row("no_data")], "continue"),
+    ],
+)
+def test_recommendation_rules(rows, call):
+    assert selectors.recommendation(rows, weeks=4)["call"] == call
+
+
+def test_sunset_reminders_reach_consuming_application_owners(owner, charter, compliance):
+    from apps.core.models import Notification
+    from apps.prompts import services as prompt_services
+    from apps.prompts.models import Consumer
+    from apps.prompts.tasks import prompt_sunset_reminders
+    from tests.approvals.conftest import make_version
+    from tests.prompts.factories import PromptFactory
+
+    charter.status = "pilot"
+    charter.save(update_fields=["status"])
+    prompt = PromptFactory(charter=charter, owner=owner)
+    make_version(owner, compliance, prompt)
+    ada = UserFactory(username="ada", groups=[groups.PLATFORM])
+    app = prompt_services.application_create(actor=ada, name="Helpdesk")
+    now = timezone.now()
+    Consumer.objects.create(
+        application=app, prompt=prompt, label="production", first_seen=now, last_seen=now
+    )
+    prompt_services.prompt_deprecate(
+        actor=owner,
+        prompt=prompt,
+        reason="Replaced",
+        sunset_date=timezone.localdate() + dt.timedelta(days=7),
+    )
+    assert prompt_sunset_reminders() >= 1
+    assert prompt_sunset_reminders() == 0
+    assert Notification.objects.filter(recipient=ada, verb="prompt.sunset_soon").exists()
+
+
+def test_rollups_match_the_raw_observations_and_rebuild_from_them(owner, charter, handle_time):
+    import numpy as np
+
+    from apps.scorecards import rollups
+    from apps.scorecards.models import Rollup
+
+    values = [8.0 + (i % 50) / 10 for i in range(500)]
+    services.telemetry_ingest(
+        actor=owner,
+        observations=[
+            _obs(handle_time, v, days_ago=1 + i % 20, key=f"r{i}", language="en" if i % 2 else "de")
+            for i, v in enumerate(values)
+        ],
+    )
+    metric = selectors.scorecard(charter)["metrics"][0]
+    assert metric["count"] == 500
+    assert metric["current"] == pytest.approx(np.mean(values))
+    width = (
+        handle_time.rollup_spec.high - handle_time.rollup_spec.low
+    ) / handle_time.rollup_spec.bins
+    assert metric["p50"] == pytest.approx(np.percentile(values, 50), abs=width)
+    means = {(s["key"], s["value"]): s["mean"] for s in metric["segments"]}
+    assert means[("language", "en")] == pytest.approx(np.mean(values[1::2]))
+    before = list(
+        Rollup.objects.order_by("pk").values_list("day", "segment_key", "segment_value", "count")
+    )
+    assert rollups.rebuild([handle_time.pk]) == 500
+    after = list(
+        Rollup.objects.order_by("day", "segment_key", "segment_value").values_list(
+            "day", "segment_key", "segment_value", "count"
+        )
+    )
+    assert sorted(before) == after
