@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.core import metrics as core_metrics
 from apps.core import views as core_views
 
 admin.site.site_header = "AI Factory — compliance"
@@ -27,6 +28,7 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("", RedirectView.as_view(pattern_name="charters:list", permanent=False), name="home"),
     path("healthz", core_views.healthz, name="healthz"),
+    path("metrics", core_metrics.metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("inbox/", core_views.inbox, name="inbox"),

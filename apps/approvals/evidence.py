@@ -16,6 +16,7 @@ from django.http import HttpResponse
 
 from apps.charters.models import Charter
 from apps.charters.selectors import charter_list_visible
+from apps.core import csvsafe
 from apps.core.audit import verify_chain
 from apps.core.models import AuditEvent
 
@@ -223,10 +224,20 @@ def pack(charter: Charter) -> dict[str, Any]:
     }
 
 
+class _SafeWriter:
+    """A csv writer whose cells cannot run as spreadsheet formulas."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+
+    def writerow(self, values) -> None:
+        self.writer.writerow(csvsafe.row(values))
+
+
 def pack_csv(data: dict[str, Any]) -> str:
     """The pack flattened for spreadsheets: one row per fact, section first."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _SafeWriter(csv.writer(out))
     writer.writerow(["section", "subject", "when", "who", "what", "detail"])
     charter = data["charter"]
     writer.writerow(

@@ -107,3 +107,19 @@ def test_web_requests_put_their_request_id_on_events(client, owner, charter):
     client.force_login(owner)
     client.post(f"/charters/{charter.slug}/transition/submit/", HTTP_X_REQUEST_ID="req-42")
     assert AuditEvent.objects.get(verb="charter.submit").correlation_id == "req-42"
+
+
+def test_exported_csv_cells_cannot_run_as_formulas(client, owner, charter):
+    import csv
+    import io
+
+    from apps.core import csvsafe
+
+    assert csvsafe.cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert csvsafe.cell("-2") == "'-2" and csvsafe.cell(-2) == -2 and csvsafe.cell("fine") == "fine"
+    charter.title = "=cmd|' /C calc'!A0"
+    charter.save()
+    client.force_login(owner)
+    text = client.get(f"/approvals/evidence/{charter.slug}.csv").content.decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1][5] == "'=cmd|' /C calc'!A0"

@@ -51,3 +51,36 @@ def test_the_beat_schedule_lives_in_the_database_and_keeps_operator_edits(db, se
     sweep.save()
     ensure_beat_schedule()
     assert PeriodicTask.objects.get(name="evaluation-sweep").enabled is False
+
+
+def test_metrics_are_for_staff_and_scrapers(client, db, monkeypatch, owner, suite, support_prompt):
+    from apps.evaluations import services
+
+    services.run_start(
+        actor=owner, suite=suite, prompt_version=support_prompt.versions.get(number=2)
+    )
+    assert client.get("/metrics").status_code == 403
+    monkeypatch.setenv("AIFACTORY_METRICS_TOKEN", "s3cret")
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").content.decode()
+    assert 'aifactory_evaluation_runs{status="awaiting_outputs"} 1' in text
+    assert 'aifactory_evaluation_batches{status="pending"} 1' in text
+    assert "# TYPE aifactory_approvals_open gauge" in text
+
+
+def test_json_log_lines_carry_the_correlation_id():
+    import json
+    import logging
+
+    from apps.core.logformat import JsonFormatter
+    from apps.core.middleware import correlation_id
+
+    token = correlation_id.set("req-7")
+    try:
+        record = logging.LogRecord(
+            "apps.x", logging.INFO, __file__, 1, "hello %s", ("world",), None
+        )
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        correlation_id.reset(token)
+    assert line["message"] == "hello world" and line["correlation_id"] == "req-7"

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.charters.selectors import charter_list_visible
+from apps.core import csvsafe
 from apps.core.errors import ValidationFailed
 from apps.scorecards import selectors, services
 
@@ -125,7 +126,9 @@ def portfolio_csv(rows) -> HttpResponse:
         else PORTFOLIO_COLUMNS
     )
     for row in rows:
-        writer.writerow([row[c] for c in PORTFOLIO_COLUMNS] + list(row["layers"].values()))
+        writer.writerow(
+            csvsafe.row([row[c] for c in PORTFOLIO_COLUMNS] + list(row["layers"].values()))
+        )
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="ai-pulse.csv"'
     return response
