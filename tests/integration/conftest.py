@@ -47,11 +47,8 @@ class Worker:
         pytest.fail(f"timed out waiting for {what}; worker log:\n{self.output()[-4000:]}")
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
-    """Start `celery worker` as a separate process consuming a queue of its own."""
-    queue = f"it-{uuid.uuid4().hex[:10]}"
-    log = tmp_path / "worker.log"
+def spawn_worker(queue: str, log: Path) -> Worker:
+    """Start `celery worker` as a separate process consuming `queue`, and wait until ready."""
     env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
@@ -74,7 +71,7 @@ def celery_worker_process(transactional_db, tmp_path):
         "-Q",
         queue,
         "--hostname",
-        f"{queue}@%h",
+        f"{queue}-{uuid.uuid4().hex[:4]}@%h",
         "--without-gossip",
         "--without-mingle",
     ]
@@ -83,19 +80,33 @@ def celery_worker_process(transactional_db, tmp_path):
             command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR
         )
     worker = Worker(queue, log, process)
+    worker.wait_for(
+        lambda: " ready." in worker.output(), READY_TIMEOUT_SECONDS, "the worker to be ready"
+    )
+    return worker
+
+
+def stop(worker: Worker) -> None:
+    worker.process.terminate()
+    try:
+        worker.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.process.kill()
+        worker.process.wait()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """Start `celery worker` as a separate process consuming a queue of its own."""
+    queue = f"it-{uuid.uuid4().hex[:10]}"
     app.conf.task_always_eager = False
     previous_queue = app.conf.task_default_queue
     app.conf.task_default_queue = queue
+    worker = None
     try:
-        worker.wait_for(
-            lambda: " ready." in worker.output(), READY_TIMEOUT_SECONDS, "the worker to be ready"
-        )
+        worker = spawn_worker(queue, tmp_path / "worker.log")
         yield worker
     finally:
         app.conf.task_default_queue = previous_queue
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if worker is not None:
+            stop(worker)
