@@ -176,6 +176,8 @@ def start_worker(env, queue: str, log: Path) -> subprocess.Popen:
         "INFO",
         "--without-gossip",
         "--without-mingle",
+        "--hostname",
+        f"{queue}-{log.stem}@%h",
     ]
     out = log.open("wb")
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -216,6 +218,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--threads", type=int, default=0, help="ORT threads (default: all CPUs)")
     parser.add_argument("--int8", action="store_true", help="also derive and run the int8 variant")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (CPUs shared between them)"
+    )
     args = parser.parse_args()
 
     database = os.environ.get("DATABASE_URL", DEFAULT_DB)
@@ -294,10 +299,15 @@ def main() -> int:
         print(f"int8 derived in {time.perf_counter() - started:.1f} s: agreement {int8.agreement}")
         variants.append(("int8", int8))
 
-    worker = start_worker(env, queue, var / "worker.log")
+    cpus = threads
+    worker_env = {**env, "AIFACTORY_EVAL_THREADS": str(max(1, cpus // args.workers))}
+    workers = [
+        start_worker(worker_env, queue, var / f"worker-{i}.log") for i in range(args.workers)
+    ]
     try:
         print(
-            f"cases {args.cases}, batch size {args.batch_size}, ORT threads {threads}, "
+            f"cases {args.cases}, batch size {args.batch_size}, {args.workers} worker(s) x "
+            f"{max(1, threads // args.workers)} ORT threads, "
             f"database {database.split('@')[-1]}, broker {broker}"
         )
         texts = None
@@ -330,8 +340,9 @@ def main() -> int:
                 f"{'met' if ok_int8 else 'NOT met'} ({speed:.2f}x, mean cosine {agreement:.4f})"
             )
     finally:
-        worker.terminate()
-        worker.wait(30)
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
     return 0
 
 

@@ -235,6 +235,8 @@ EVALUATIONS_BATCH_STALE_SECONDS = int(os.environ.get("AIFACTORY_EVAL_STALE_SECON
 # queue (`celery worker -Q eval-gpu`) and start runs with queue="eval-gpu" to use them.
 EVALUATIONS_QUEUE = os.environ.get("AIFACTORY_EVAL_QUEUE", "")
 EVALUATIONS_DEVICE = os.environ.get("AIFACTORY_EVAL_DEVICE", "auto")  # auto | cpu | cuda
+# ONNX Runtime threads per worker process (0: the CPUs it may use / its concurrency).
+EVALUATIONS_INTRA_OP_THREADS = int(os.environ.get("AIFACTORY_EVAL_THREADS", "0"))
 EVALUATIONS_EMBEDDING_CACHE = int(os.environ.get("AIFACTORY_EVAL_EMBEDDING_CACHE", "50000"))
 EVALUATIONS_MAX_ARTIFACT_BYTES = int(
     os.environ.get("AIFACTORY_EVAL_MAX_ARTIFACT_BYTES", str(2 * 1024**3))

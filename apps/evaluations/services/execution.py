@@ -92,13 +92,13 @@ def _runner(artifact: ModelArtifact, kind: str):
 
     if artifact.status != ArtifactStatus.VALID:
         raise RuntimeError(f"The model artifact '{artifact.slug}' is not valid.")
-    runner = runners.get_runner(
-        kind,
-        artifact.path,
-        artifact.sha256,
-        labels=artifact.labels,
-        max_seq_length=artifact.max_seq_length,
-    )
+    options: dict = {"device": getattr(settings, "EVALUATIONS_DEVICE", "auto")}
+    threads = int(getattr(settings, "EVALUATIONS_INTRA_OP_THREADS", 0) or 0)
+    if threads:
+        options["intra_op_threads"] = threads
+    if kind != "encoder":  # encoders read their folder's manifest (built ones run as Encoder)
+        options.update(labels=artifact.labels, max_seq_length=artifact.max_seq_length)
+    runner = runners.get_runner(kind, artifact.path, artifact.sha256, **options)
     if kind != "encoder":
         return runner
     with _CACHED_LOCK:
