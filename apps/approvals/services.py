@@ -5,7 +5,6 @@ completes them (after the gate is re-checked), expired when left open too long."
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -420,15 +419,6 @@ def visible_requests(user):
     return ApprovalRequest.objects.filter(
         Q(charter__in=charter_list_visible(user).values("pk")) | Q(requested_by=user)
     )
-
-
-def summary(request: ApprovalRequest) -> dict[str, Any]:
-    """A compact view of where the request stands (for pages and the API)."""
-    latest = gates._approvals(request)
-    return {
-        "approvals": sorted(pk for pk, v in latest.items() if v == Verdict.APPROVE),
-        "waiting": [r for r in request.evidence if not r["passed"]],
-    }
 
 
 def _open(

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from apps.charters.selectors import charter_list_visible
 from apps.core.errors import ApplicationError
+from apps.core.web import report_error
 
 from . import evidence, raci, services
 from .choices import Activity, RequestStatus, Role, Verdict
@@ -35,13 +36,6 @@ class RaciForm(forms.Form):
     )
     group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"), required=False)
     note = forms.CharField(max_length=200, required=False)
-
-
-def _report(request, exc: ApplicationError) -> None:
-    messages.error(request, exc.message)
-    for field, problems in exc.errors.items():
-        for problem in problems:
-            messages.error(request, f"{field}: {problem}")
 
 
 @login_required
@@ -78,7 +72,7 @@ def request_detail(request, pk):
             try:
                 services.approval_decide(actor=request.user, request=approval, **form.cleaned_data)
             except ApplicationError as exc:
-                _report(request, exc)
+                report_error(request, exc)
             else:
                 approval.refresh_from_db()
                 if approval.status == RequestStatus.EXECUTED:
@@ -109,7 +103,7 @@ def request_withdraw(request, pk):
         )
         messages.success(request, "Withdrawn.")
     except ApplicationError as exc:
-        _report(request, exc)
+        report_error(request, exc)
     return redirect(approval)
 
 
@@ -176,7 +170,7 @@ def charter_request(request, slug):
             reason=request.POST.get("reason", ""),
         )
     except ApplicationError as exc:
-        _report(request, exc)
+        report_error(request, exc)
         return redirect(charter)
     messages.success(
         request, f"Requested: approval request #{approval.pk} waits for its approvers."

@@ -24,6 +24,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
+from apps.core.history import delete_with_history, save_with_history
 
 from . import permissions
 from .choices import CharterStatus, MetricDirection, MetricLayer, MetricRole
@@ -75,19 +76,8 @@ ACCESS_LEVELS = {"view": ("view_charter",), "change": ("view_charter", "change_c
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _save(obj, *, actor, reason: str, update_fields: Sequence[str] | None = None) -> None:
-    obj._history_user = actor
-    obj._change_reason = reason
-    if update_fields is None:
-        obj.save()
-    else:
-        obj.save(update_fields=[*update_fields])
-
-
-def _delete(obj, *, actor, reason: str) -> None:
-    obj._history_user = actor
-    obj._change_reason = reason
-    obj.delete()
+_save = save_with_history
+_delete = delete_with_history
 
 
 def _errors_from(exc: DjangoValidationError, prefix: str = "") -> dict[str, list[str]]:

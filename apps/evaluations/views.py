@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from apps.charters.selectors import charter_list_visible
 from apps.core.errors import ApplicationError
+from apps.core.web import report_error
 from apps.prompts import selectors as prompt_selectors
 from apps.prompts.models import PromptVersion
 
@@ -32,13 +33,6 @@ def _form_errors(form, exc: ApplicationError) -> None:
         return
     for field, problems in exc.errors.items():
         form.add_error(field if field in form.fields else None, problems)
-
-
-def _report(request, exc: ApplicationError) -> None:
-    messages.error(request, exc.message)
-    for field, problems in exc.errors.items():
-        for problem in problems[:20]:
-            messages.error(request, f"{field}: {problem}")
 
 
 def _authorable_charters(user):
@@ -232,7 +226,7 @@ def artifact_detail(request, slug):
             else:
                 raise Http404("Unknown action.")
         except ApplicationError as exc:
-            _report(request, exc)
+            report_error(request, exc, limit=20)
         return redirect(artifact)
     return render(
         request,
@@ -551,5 +545,5 @@ def run_cancel(request, pk):
         services.run_cancel(actor=request.user, run=run, reason=request.POST.get("reason", ""))
         messages.success(request, "Run cancelled.")
     except ApplicationError as exc:
-        _report(request, exc)
+        report_error(request, exc, limit=20)
     return redirect(run)

@@ -22,6 +22,7 @@ from apps.charters.choices import CharterStatus
 from apps.core import audit
 from apps.core.errors import Conflict, InvalidTransition, ValidationFailed
 from apps.core.groups import INTEGRATIONS
+from apps.core.history import save_with_history
 from apps.core.hotcache import key_cache_key, once_per
 
 from . import content, permissions, policy
@@ -67,13 +68,7 @@ VERSION_FIELDS = (
 CONSUMER_FLUSH_SECONDS = 60
 
 
-def _save(obj, *, actor, reason: str, update_fields=None) -> None:
-    obj._history_user = actor
-    obj._change_reason = reason
-    if update_fields is None:
-        obj.save()
-    else:
-        obj.save(update_fields=list(update_fields))
+_save = save_with_history
 
 
 def _unknown(data: Mapping, allowed) -> dict[str, list[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +83,3 @@ def get(key: str) -> ScorerSpec:
         raise ScorerConfigError(
             f"Unknown scorer {key!r}.", {"scorer": [f"Choose one of: {known}."]}
         ) from None
-
-
-def score_all(spec: ScorerSpec, cases: Sequence[ScoringCase], params, models=None):
-    """Run one scorer over cases; a convenience that keeps call sites uniform."""
-    return spec.score(cases, params, models)

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from django.utils.text import slugify
 
+from apps.core.history import save_with_history  # noqa: F401  (the services import it here)
+
 # Slugs that would collide with the pages' own paths (/evaluations/datasets/new/ …).
 RESERVED_SLUGS = {"new", "edit", "upload", "export"}
-
-
-def save_with_history(obj, *, actor, reason: str, update_fields=None) -> None:
-    """Save with the acting user and reason on the history row."""
-    obj._history_user = actor
-    obj._change_reason = reason[:100]  # simple-history's reason column holds 100 characters
-    if update_fields is None:
-        obj.save()
-    else:
-        obj.save(update_fields=list(update_fields))
 
 
 def unique_slug(model, name: str, *, max_length: int = 80) -> str:

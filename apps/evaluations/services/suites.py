@@ -11,6 +11,7 @@ from django.utils.text import slugify
 
 from apps.core import audit
 from apps.core.errors import ValidationFailed
+from apps.core.history import delete_with_history
 
 from .. import permissions
 from ..choices import Aggregate, ArtifactStatus, ArtifactTask, Comparator
@@ -271,8 +272,6 @@ def threshold_set(
 def threshold_delete(*, actor, threshold: Threshold, reason: str = "") -> None:
     """Remove a threshold (its history keeps the deletion, with who and why)."""
     permissions.require(actor, permissions.AUTHOR, threshold.suite)
-    threshold._history_user = actor
-    threshold._change_reason = (reason or "Threshold removed")[:100]
     audit.record(
         "evaluation.threshold",
         actor=actor,
@@ -284,4 +283,4 @@ def threshold_delete(*, actor, threshold: Threshold, reason: str = "") -> None:
             "reason": reason,
         },
     )
-    threshold.delete()
+    delete_with_history(threshold, actor=actor, reason=reason or "Threshold removed")
