@@ -8,10 +8,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from apps.core import metrics as core_metrics
 from apps.core import views as core_views
+from apps.core.forms import AdminSignInForm, SignInForm
 
 admin.site.site_header = "AI Factory — compliance"
 admin.site.site_title = "AI Factory admin"
 admin.site.index_title = "Governance"
+admin.site.login_form = AdminSignInForm
 
 # The prompt API first: resolve is the hottest route and Django tries patterns in order.
 api_v1 = [
@@ -29,7 +31,11 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="charters:list", permanent=False), name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     path("metrics", core_metrics.metrics, name="metrics"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=SignInForm),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("inbox/", core_views.inbox, name="inbox"),
     path("inbox/read/", core_views.inbox_mark_read, name="inbox-read"),

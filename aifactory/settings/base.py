@@ -154,6 +154,17 @@ CACHES = {
 # Hot-path caching (API keys, permission decisions, resolves) needs a shared cache.
 HOT_CACHE_SECONDS = int(os.environ.get("AIFACTORY_HOT_CACHE_SECONDS", "300" if CACHE_URL else "0"))
 
+# --- Brute-force limits -------------------------------------------------------------
+# Failed API keys per address, failed sign-ins per address and per user name: at the limit,
+# every attempt is refused until the window ends (apps/core/ratelimit.py).
+AIFACTORY_AUTH_FAILURE_LIMIT = int(os.environ.get("AIFACTORY_AUTH_FAILURE_LIMIT", "20"))
+AIFACTORY_AUTH_FAILURE_WINDOW_SECONDS = int(
+    os.environ.get("AIFACTORY_AUTH_FAILURE_WINDOW_SECONDS", "300")
+)
+# Behind a proxy, the META header holding the address it saw (e.g. HTTP_X_FORWARDED_FOR);
+# its right-most entry is used. Empty: REMOTE_ADDR.
+AIFACTORY_CLIENT_IP_HEADER = os.environ.get("AIFACTORY_CLIENT_IP_HEADER", "")
+
 # --- E-mail ------------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"

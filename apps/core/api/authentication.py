@@ -9,6 +9,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from apps.core import ratelimit
 from apps.core.hotcache import KeyInfo, key_info, once_per
 from apps.core.models import ApiKey
 
@@ -16,7 +17,8 @@ LAST_USED_RESOLUTION_SECONDS = 60
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Api-Key <key>`; revoked or expired keys are refused."""
+    """`Authorization: Api-Key <key>`; revoked or expired keys are refused, and an address
+    that keeps presenting bad keys is refused with 429 until its window ends."""
 
     keyword = "Api-Key"
 
@@ -29,7 +31,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Malformed Api-Key header.")
-        key = verified_key(parts[1])
+        try:
+            key = verified_key(parts[1], address=ratelimit.client_address(request))
+        except ratelimit.TooManyAttempts as exc:
+            raise exceptions.Throttled(wait=exc.wait, detail=str(exc)) from None
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         user = get_user_model().objects.filter(pk=key.user_id, is_active=True).first()
@@ -41,11 +46,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-def verified_key(plain: str, *, info: KeyInfo | None | bool = False) -> KeyInfo | None:
+def verified_key(
+    plain: str, *, address: str, info: KeyInfo | None | bool = False
+) -> KeyInfo | None:
     """The usable key matching `plain` (hash checked), or None; marks it used once a minute.
 
-    `info` may carry the key's facts already fetched from the cache (None: unknown key).
+    `address` is the caller's: failures are counted against it, and TooManyAttempts is
+    raised once it has used them up. `info` may carry the key's facts already fetched from
+    the cache (None: unknown key).
     """
+    ratelimit.API_KEYS.check(address)
     prefix = plain.partition(".")[0]
     if info is False:
         info = key_info(prefix)
@@ -54,6 +64,7 @@ def verified_key(plain: str, *, info: KeyInfo | None | bool = False) -> KeyInfo 
         or not info.usable
         or not ApiKey.objects.key_generator.verify(plain, info.hashed_key)
     ):
+        ratelimit.API_KEYS.failed(address)
         return None
     # Written at most once a minute per key and process, not on every request.
     if once_per(("apikey-used", prefix), LAST_USED_RESOLUTION_SECONDS):

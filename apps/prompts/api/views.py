@@ -29,7 +29,7 @@ from rest_framework.views import APIView
 
 from apps.charters.api.serializers import ReasonSerializer
 from apps.charters.selectors import charter_list_visible
-from apps.core import hotcache
+from apps.core import hotcache, ratelimit
 from apps.core.api.authentication import verified_key
 from apps.core.errors import ValidationFailed
 from apps.prompts import content, permissions, rendering, selectors, services
@@ -471,6 +471,7 @@ class ResolveView(APIView):
             304: OpenApiResponse(description="Not modified (If-None-Match matched the ETag)"),
             401: OpenApiResponse(description="No or invalid credentials"),
             404: ERRORS[404],
+            429: OpenApiResponse(description="Too many failed API keys from this address"),
             410: OpenApiResponse(description="The prompt is retired; see successor"),
         },
     )
@@ -511,9 +512,16 @@ class ResolveView(APIView):
         }
         cached = cache.get_many([k for k in keys.values() if k])
         if plain is not None:
-            key = verified_key(
-                plain, info=hotcache.key_info(caller[4:], cached=cached.get(keys["key"]))
-            )
+            try:
+                key = verified_key(
+                    plain,
+                    address=ratelimit.client_address(request),
+                    info=hotcache.key_info(caller[4:], cached=cached.get(keys["key"])),
+                )
+            except ratelimit.TooManyAttempts as exc:
+                response = _problem(str(exc), "throttled", 429)
+                response["Retry-After"] = str(exc.wait)
+                return response
             if key is None:
                 return _problem("Invalid API key.", "authentication_failed", 401)
             user_id, application_id = key.user_id, key.application_id

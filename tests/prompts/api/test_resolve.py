@@ -172,3 +172,13 @@ def test_resolve_needs_no_query_once_warm(api, helpdesk, live, django_assert_num
     api.get(URL)
     with django_assert_num_queries(0):
         assert api.get(URL).status_code == 200
+
+
+def test_resolve_refuses_an_address_that_keeps_guessing_keys(api, helpdesk, live, settings):
+    settings.AIFACTORY_AUTH_FAILURE_LIMIT = 2
+    prefix = helpdesk[1].partition(".")[0]
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {prefix}.guess")
+    assert [api.get(URL).status_code for _ in range(2)] == [401, 401]
+    response = as_app(api, helpdesk).get(URL)
+    assert response.status_code == 429 and response.json()["code"] == "throttled"
+    assert int(response["Retry-After"]) > 0
