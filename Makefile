@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint audit format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## audit: scan the installed packages for known vulnerabilities (pip-audit, see .ci/audit)
+audit: $(VENV)/.dev
+	PYTHON=$(PYTHON) .ci/audit
+
 format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -47,4 +51,4 @@ bench: $(VENV)/.dev
 	@set -e; for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script; done
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) .venv-audit var
