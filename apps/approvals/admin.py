@@ -4,12 +4,11 @@ decisions, and the same approve / reject actions as the inbox (they call the ser
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from apps.core.admin_actions import service_action
-from apps.core.errors import ApplicationError
+from apps.core.admin_actions import ServiceChangeFormMixin, service_action
 
 from . import raci, services
 from .models import ApprovalRequest, Decision, RaciAssignment
@@ -22,7 +21,7 @@ class RaciForm(forms.ModelForm):
 
 
 @admin.register(RaciAssignment)
-class RaciAssignmentAdmin(SimpleHistoryAdmin):
+class RaciAssignmentAdmin(ServiceChangeFormMixin, SimpleHistoryAdmin):
     form = RaciForm
     list_display = ["scope", "activity", "role", "who", "note", "created_at"]
     list_filter = ["activity", "role", ("charter", admin.EmptyFieldListFilter)]
@@ -43,37 +42,19 @@ class RaciAssignmentAdmin(SimpleHistoryAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        try:
-            saved = raci.raci_assign(
-                actor=request.user,
-                charter=data.get("charter"),
-                activity=data["activity"],
-                role=data["role"],
-                user=data.get("user"),
-                group=data.get("group"),
-                note=data.get("note", ""),
-            )
-        except ApplicationError as exc:
-            messages.error(
-                request, f"{exc.message} " + " ".join(m for ms in exc.errors.values() for m in ms)
-            )
-            raise _Refused from exc
+        saved = raci.raci_assign(
+            actor=request.user,
+            charter=data.get("charter"),
+            activity=data["activity"],
+            role=data["role"],
+            user=data.get("user"),
+            group=data.get("group"),
+            note=data.get("note", ""),
+        )
         obj.pk = saved.pk
 
     def delete_model(self, request, obj):
         raci.raci_remove(actor=request.user, assignment=obj, reason="Removed in the admin")
-
-    def changeform_view(self, request, *args, **kwargs):
-        try:
-            return super().changeform_view(request, *args, **kwargs)
-        except _Refused:
-            from django.shortcuts import redirect
-
-            return redirect(request.path)
-
-
-class _Refused(Exception):
-    """The service refused; the message says why and nothing was saved."""
 
 
 class DecisionInline(admin.TabularInline):

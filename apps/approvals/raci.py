@@ -25,6 +25,7 @@ from apps.charters.models import Charter
 from apps.core import audit
 from apps.core.errors import ValidationFailed
 from apps.core.groups import COMPLIANCE, PLATFORM
+from apps.core.history import delete_with_history, save_with_history
 
 from .choices import Activity, Role
 from .models import RaciAssignment, RaciGrant
@@ -268,9 +269,9 @@ def raci_assign(
         note=note,
         created_by=actor,
     )
-    assignment._history_user = actor
-    assignment._change_reason = f"{Role(role).label} for {Activity(activity).label}"[:100]
-    assignment.save()
+    save_with_history(
+        assignment, actor=actor, reason=f"{Role(role).label} for {Activity(activity).label}"
+    )
     audit.record(
         "raci.assign",
         actor=actor,
@@ -309,9 +310,7 @@ def raci_remove(*, actor, assignment: RaciAssignment, reason: str = "") -> None:
                 errors={"role": ["Last Accountable."]},
             )
     who = assignment.who
-    assignment._history_user = actor
-    assignment._change_reason = (reason or "Removed")[:100]
-    assignment.delete()
+    delete_with_history(assignment, actor=actor, reason=reason or "Removed")
     audit.record(
         "raci.remove",
         actor=actor,

@@ -16,6 +16,7 @@ from django.utils.text import slugify
 
 from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
+from apps.core.history import save_with_history
 from apps.core.services import notification_send
 from apps.prompts import permissions as prompt_permissions
 from apps.prompts.choices import PROTECTED_LABELS, ChangeKind
@@ -152,9 +153,7 @@ def promotion_request(
         expires_at=timezone.now() + dt.timedelta(hours=expiry_hours()),
         fast_track=fast_track_allowed(version),
     )
-    request._history_user = actor
-    request._change_reason = "Requested"
-    request.save()
+    save_with_history(request, actor=actor, reason="Requested")
     from apps.prompts.services import promotion_gate
 
     preconditions = [r for r in promotion_gate(version) if not r.passed]
@@ -209,9 +208,9 @@ def _execute(request: ApprovalRequest, actor, *, note: str) -> None:
         )
     now = timezone.now()
     request.status, request.closed_at, request.outcome = RequestStatus.EXECUTED, now, note
-    request._history_user = actor
-    request._change_reason = "Executed"
-    request.save(update_fields=["status", "closed_at", "outcome"])
+    save_with_history(
+        request, actor=actor, reason="Executed", update_fields=["status", "closed_at", "outcome"]
+    )
     # Closed first: the charter's own transition hook then leaves this request alone.
     if request.kind == RequestKind.CHARTER_TRANSITION:
         from apps.charters.services import charter_transition
@@ -331,8 +330,12 @@ def approval_decide(
             RequestStatus.REJECTED if verdict == Verdict.REJECT else RequestStatus.CHANGES_REQUESTED
         )
         locked.closed_at, locked.outcome = timezone.now(), (comment or "").strip()
-        locked._history_user, locked._change_reason = actor, locked.get_status_display()
-        locked.save(update_fields=["status", "closed_at", "outcome"])
+        save_with_history(
+            locked,
+            actor=actor,
+            reason=locked.get_status_display(),
+            update_fields=["status", "closed_at", "outcome"],
+        )
         transaction.on_commit(
             lambda: _notify(
                 locked,
@@ -369,8 +372,9 @@ def approval_withdraw(*, actor, request: ApprovalRequest, reason: str = "") -> A
         timezone.now(),
         reason,
     )
-    locked._history_user, locked._change_reason = actor, "Withdrawn"
-    locked.save(update_fields=["status", "closed_at", "outcome"])
+    save_with_history(
+        locked, actor=actor, reason="Withdrawn", update_fields=["status", "closed_at", "outcome"]
+    )
     return locked
 
 
@@ -435,9 +439,7 @@ def _open(
         expires_at=timezone.now() + dt.timedelta(hours=expiry_hours()),
         **fields,
     )
-    request._history_user = actor
-    request._change_reason = "Requested"
-    request.save()
+    save_with_history(request, actor=actor, reason="Requested")
     results = refresh_evidence(request)
     request.outcome = " ".join(f"{r.check}: {r.reason}" for r in results if not r.passed)
     request.save(update_fields=["outcome"])
@@ -541,8 +543,12 @@ def charter_transitioned(*, actor, charter, name: str, reason: str) -> None:
     open_request.outcome = f"Decided directly on the charter ({name})" + (
         f": {reason}" if reason else ""
     )
-    open_request._history_user, open_request._change_reason = actor, f"Closed by {name}"
-    open_request.save(update_fields=["status", "closed_at", "outcome"])
+    save_with_history(
+        open_request,
+        actor=actor,
+        reason=f"Closed by {name}",
+        update_fields=["status", "closed_at", "outcome"],
+    )
 
 
 @transaction.atomic

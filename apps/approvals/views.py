@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from apps.charters.selectors import charter_list_visible
 from apps.core.errors import ApplicationError
-from apps.core.web import report_error
+from apps.core.web import form_add_errors, report_error
 
 from . import evidence, raci, services
 from .choices import Activity, RequestStatus, Role, Verdict
@@ -135,10 +135,7 @@ def raci_matrix(request, slug):
                 messages.success(request, "Assignment added; access follows at once.")
                 return redirect("approvals:raci", slug=slug)
         except ApplicationError as exc:
-            for field, problems in (exc.errors or {"__all__": [exc.message]}).items():
-                form.add_error(field if field in form.fields else None, problems)
-            if exc.errors:
-                form.add_error(None, exc.message)
+            form_add_errors(form, exc)
     return render(
         request,
         "approvals/raci.html",

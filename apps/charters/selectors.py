@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user, get_users_with_perms
@@ -20,6 +22,15 @@ def charter_list_visible(user) -> QuerySet[Charter]:
     return get_objects_for_user(
         user, VIEW_PERM, klass=Charter, accept_global_perms=False, with_superuser=False
     )
+
+
+def charter_list_authorable(
+    user, may_author: Callable[[object, Charter], bool]
+) -> QuerySet[Charter]:
+    """Live charters the user may see and `may_author(user, charter)` allows work under
+    (each app passes its own rule), by title: the choices of a "create under" form."""
+    charters = charter_list_visible(user).exclude(status=CharterStatus.RETIRED).order_by("title")
+    return charters.filter(pk__in=[c.pk for c in charters if may_author(user, c)])
 
 
 def charter_list_for_table(user) -> QuerySet[Charter]:

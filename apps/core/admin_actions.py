@@ -1,7 +1,8 @@
-"""Admin actions that call a service per selected object and report each outcome.
+"""Admin actions and change forms that call services, and report each outcome.
 
-Refusals (validation, state, permission) become per-object error messages instead of
-a crash; actions that need a reason first show an intermediate page asking for it.
+Refusals (validation, state, permission) become error messages instead of a crash: per
+object for actions, which ask for a reason first where one is needed; for change forms the
+whole save is rolled back and the form comes back with the reasons.
 """
 
 from __future__ import annotations
@@ -12,9 +13,23 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from .errors import ApplicationError
+from .web import report_error
+
+
+class ServiceChangeFormMixin:
+    """For ModelAdmins whose save_model/save_formset call services: an ApplicationError
+    raised there rolls the save back (the admin saves in one transaction) and returns to
+    the form with the service's reasons, field by field, as error messages."""
+
+    def changeform_view(self, request, *args, **kwargs):
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except ApplicationError as exc:
+            report_error(request, exc, limit=50)
+            return redirect(request.path)
 
 
 class ReasonForm(forms.Form):

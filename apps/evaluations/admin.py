@@ -15,17 +15,12 @@ from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from apps.core.admin_actions import service_action
-from apps.core.errors import ApplicationError
+from apps.core.admin_actions import ServiceChangeFormMixin, service_action
+from apps.core.history import save_with_history
 
 from . import permissions, selectors, services
 from .models import Dataset, DatasetVersion, ModelArtifact, Run, Suite, Threshold
 from .services.runs import run_progress
-
-
-def _apply_errors(form, exc: ApplicationError) -> None:
-    for field, problems in (exc.errors or {"__all__": [exc.message]}).items():
-        form.add_error(field if field in form.fields else None, problems)
 
 
 class DatasetAdminForm(forms.ModelForm):
@@ -61,7 +56,7 @@ class DatasetVersionInline(admin.TabularInline):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(SimpleHistoryAdmin):
+class DatasetAdmin(ServiceChangeFormMixin, SimpleHistoryAdmin):
     form = DatasetAdminForm
     list_display = ["name", "slug", "charter", "prompt", "owner", "updated_at"]
     search_fields = ["name", "slug", "description"]
@@ -86,50 +81,29 @@ class DatasetAdmin(SimpleHistoryAdmin):
         return request.user.is_superuser or request.user.has_perm("evaluations.add_dataset")
 
     def save_model(self, request, obj, form, change):
-        try:
-            if not change:
-                created = services.dataset_create(
-                    actor=request.user,
-                    name=form.cleaned_data["name"],
-                    slug=form.cleaned_data.get("slug") or "",
-                    description=form.cleaned_data.get("description") or "",
-                    charter=form.cleaned_data.get("charter"),
-                    prompt=form.cleaned_data.get("prompt"),
-                )
-                obj.pk = created.pk
-                obj.refresh_from_db()
-            else:
-                obj._history_user = request.user
-                obj._change_reason = "Edited in the admin"
-                obj.save()
-            upload = form.cleaned_data.get("upload")
-            if upload is not None:
-                version = services.dataset_version_upload(
-                    actor=request.user,
-                    dataset=obj,
-                    stream=upload,
-                    filename=upload.name,
-                    notes=form.cleaned_data.get("upload_notes") or "",
-                )
-                messages.success(request, f"Version {version.number}: {version.case_count} cases.")
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-            for problems in exc.errors.values():
-                for problem in problems[:50]:
-                    messages.error(request, problem)
-            raise _Refused from exc
-
-    def changeform_view(self, request, *args, **kwargs):
-        try:
-            return super().changeform_view(request, *args, **kwargs)
-        except _Refused:
-            from django.shortcuts import redirect
-
-            return redirect(request.path)
-
-
-class _Refused(Exception):
-    """A service refused the admin's save; the messages say why and nothing was kept."""
+        if not change:
+            created = services.dataset_create(
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                slug=form.cleaned_data.get("slug") or "",
+                description=form.cleaned_data.get("description") or "",
+                charter=form.cleaned_data.get("charter"),
+                prompt=form.cleaned_data.get("prompt"),
+            )
+            obj.pk = created.pk
+            obj.refresh_from_db()
+        else:
+            save_with_history(obj, actor=request.user, reason="Edited in the admin")
+        upload = form.cleaned_data.get("upload")
+        if upload is not None:
+            version = services.dataset_version_upload(
+                actor=request.user,
+                dataset=obj,
+                stream=upload,
+                filename=upload.name,
+                notes=form.cleaned_data.get("upload_notes") or "",
+            )
+            messages.success(request, f"Version {version.number}: {version.case_count} cases.")
 
 
 @admin.register(ModelArtifact)
@@ -229,9 +203,7 @@ class ModelArtifactAdmin(SimpleHistoryAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        obj._history_user = request.user
-        obj._change_reason = "Edited in the admin"
-        super().save_model(request, obj, form, change)
+        save_with_history(obj, actor=request.user, reason="Edited in the admin")
 
 
 class ThresholdForm(forms.ModelForm):
@@ -276,7 +248,7 @@ class ThresholdInline(admin.TabularInline):
 
 
 @admin.register(Suite)
-class SuiteAdmin(SimpleHistoryAdmin):
+class SuiteAdmin(ServiceChangeFormMixin, SimpleHistoryAdmin):
     list_display = ["name", "slug", "charter", "prompt", "dataset_version", "owner"]
     search_fields = ["name", "slug"]
     readonly_fields = ["slug", "charter", "owner", "created_at", "updated_at"]
@@ -357,18 +329,6 @@ class SuiteAdmin(SimpleHistoryAdmin):
                     f"{threshold} belongs to {threshold.owner}: change requested "
                     f"(approval request #{outcome.pk}).",
                 )
-
-    def changeform_view(self, request, *args, **kwargs):
-        try:
-            return super().changeform_view(request, *args, **kwargs)
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-            for field, problems in exc.errors.items():
-                for problem in problems:
-                    messages.error(request, f"{field}: {problem}")
-            from django.shortcuts import redirect
-
-            return redirect(request.path)
 
 
 @admin.register(Run)

@@ -12,9 +12,10 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.charters.selectors import charter_list_visible
+from apps.charters.selectors import charter_list_authorable
+from apps.core import uploads
 from apps.core.errors import ApplicationError
-from apps.core.web import report_error
+from apps.core.web import form_add_errors, report_error
 from apps.prompts import selectors as prompt_selectors
 from apps.prompts.models import PromptVersion
 
@@ -27,21 +28,8 @@ from .services.runs import outputs_from_jsonl, run_progress
 from .services.suites import suite_metrics
 
 
-def _form_errors(form, exc: ApplicationError) -> None:
-    if not exc.errors:
-        form.add_error(None, exc.message)
-        return
-    for field, problems in exc.errors.items():
-        form.add_error(field if field in form.fields else None, problems)
-
-
-def _authorable_charters(user):
-    return [c for c in charter_list_visible(user) if permissions.can_author_under(user, c)]
-
-
 def _charter_qs(user):
-    ids = [c.pk for c in _authorable_charters(user)]
-    return charter_list_visible(user).filter(pk__in=ids)
+    return charter_list_authorable(user, permissions.can_author_under)
 
 
 @login_required
@@ -63,7 +51,7 @@ def index(request):
         {
             "suites": suites,
             "runs": runs,
-            "can_create": bool(_authorable_charters(request.user)),
+            "can_create": _charter_qs(request.user).exists(),
         },
     )
 
@@ -93,7 +81,7 @@ def dataset_create(request):
         try:
             dataset = services.dataset_create(actor=request.user, **form.cleaned_data)
         except ApplicationError as exc:
-            _form_errors(form, exc)
+            form_add_errors(form, exc)
         else:
             messages.success(request, "Dataset created. Upload its first version.")
             return redirect(dataset)
@@ -115,6 +103,7 @@ def _dataset_or_404(user, slug):
 
 
 @login_required
+@uploads.limit_uploads(lambda: {"file": services.datasets.max_bytes()})
 def dataset_detail(request, slug):
     dataset = _dataset_or_404(request.user, slug)
     can_author = permissions.can(request.user, permissions.AUTHOR, dataset)
@@ -123,7 +112,7 @@ def dataset_detail(request, slug):
         if not can_author:
             raise PermissionDenied("You may not change this dataset.")
         form = UploadForm(request.POST, request.FILES)
-        if form.is_valid():
+        if not uploads.form_refusals(form, request) and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
                 version = services.dataset_version_upload(
@@ -134,7 +123,7 @@ def dataset_detail(request, slug):
                     notes=form.cleaned_data["notes"],
                 )
             except ApplicationError as exc:
-                _form_errors(form, exc)
+                form_add_errors(form, exc)
             else:
                 messages.success(
                     request, f"Version {version.number} stored: {version.case_count} cases."
@@ -177,6 +166,7 @@ def dataset_export(request, slug, number):
 
 
 @login_required
+@uploads.limit_uploads(services.artifacts.upload_limits)
 def artifact_list(request):
     artifacts = (
         selectors.artifact_list_visible(request.user)
@@ -190,11 +180,11 @@ def artifact_list(request):
         if not can_upload:
             raise PermissionDenied("You may not upload models.")
         form = ArtifactForm(request.POST, request.FILES, charters=charters)
-        if form.is_valid():
+        if not uploads.form_refusals(form, request) and form.is_valid():
             try:
                 artifact = services.artifact_upload(actor=request.user, **form.cleaned_data)
             except ApplicationError as exc:
-                _form_errors(form, exc)
+                form_add_errors(form, exc)
             else:
                 messages.success(request, "Uploaded; a worker is validating it now.")
                 return redirect(artifact)
@@ -284,7 +274,7 @@ def suite_create(request):
                 actor=request.user, charter=charter, slug=slug, fields=fields
             )
         except ApplicationError as exc:
-            _form_errors(form, exc)
+            form_add_errors(form, exc)
         else:
             messages.success(request, "Suite created. Add its thresholds.")
             return redirect(suite)
@@ -312,7 +302,7 @@ def suite_edit(request, slug):
         try:
             services.suite_update(actor=request.user, suite=suite, fields=form.cleaned_data)
         except ApplicationError as exc:
-            _form_errors(form, exc)
+            form_add_errors(form, exc)
         else:
             messages.success(request, "Suite saved.")
             return redirect(suite)
@@ -371,7 +361,7 @@ def suite_detail(request, slug):
                 raise Http404("Unknown action.")
         except ApplicationError as exc:
             target = threshold_form if action == "threshold" else run_form
-            _form_errors(target, exc)
+            form_add_errors(target, exc)
     runs = suite.runs.select_related(
         "prompt_version__prompt", "model_under_test", "created_by"
     ).order_by("-created_at")[:20]

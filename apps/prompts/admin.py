@@ -32,6 +32,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from apps.charters.choices import RiskTier
 from apps.core.admin_actions import service_action
 from apps.core.errors import ApplicationError, ValidationFailed
+from apps.core.history import save_with_history
 
 from . import content, permissions, policy, selectors, services
 from .choices import PromptStatus, Severity, VersionStatus
@@ -906,13 +907,12 @@ class PolicyRuleAdmin(SimpleHistoryAdmin):
         return obj.findings_count
 
     def save_model(self, request, obj, form, change):
-        obj._history_user = request.user
-        obj._change_reason = (
+        reason = (
             f"Changed {', '.join(form.changed_data)} in the admin"
             if change
             else "Created in the admin"
         )
-        obj.save()
+        save_with_history(obj, actor=request.user, reason=reason)
 
     def delete_view(self, request, object_id, extra_context=None):
         rule = self.get_object(request, object_id)
@@ -930,9 +930,9 @@ class PolicyRuleAdmin(SimpleHistoryAdmin):
         verb = "Enabled" if enabled else "Disabled"
         for rule in queryset.filter(enabled=not enabled):
             rule.enabled = enabled
-            rule._history_user = request.user
-            rule._change_reason = f"{verb} in the admin"
-            rule.save(update_fields=["enabled"])
+            save_with_history(
+                rule, actor=request.user, reason=f"{verb} in the admin", update_fields=["enabled"]
+            )
             self.message_user(request, f"{rule.code}: {verb.lower()}.", messages.SUCCESS)
 
     @admin.action(description="Enable selected rules", permissions=["change"])

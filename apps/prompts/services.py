@@ -21,8 +21,8 @@ from django.utils.text import slugify
 from apps.charters.choices import CharterStatus
 from apps.core import audit
 from apps.core.errors import Conflict, InvalidTransition, ValidationFailed
-from apps.core.groups import INTEGRATIONS
-from apps.core.history import save_with_history
+from apps.core.groups import INTEGRATIONS, in_group
+from apps.core.history import delete_with_history, save_with_history
 from apps.core.hotcache import key_cache_key, once_per
 
 from . import content, permissions, policy
@@ -228,9 +228,7 @@ def version_update(*, actor, version: PromptVersion, fields: Mapping[str, Any]) 
 def version_delete(*, actor, version: PromptVersion) -> None:
     """Discard a draft version."""
     locked = _lock_draft(actor, version)
-    locked._history_user = actor
-    locked._change_reason = "Draft discarded"
-    locked.delete()
+    delete_with_history(locked, actor=actor, reason="Draft discarded")
 
 
 def policy_rules(*, enabled_only: bool = True) -> list[policy.RuleSpec]:
@@ -681,6 +679,9 @@ def application_create(
     """Register a consuming system with its own service user (keys act as that user)."""
     if not actor.is_authenticated:
         raise PermissionDenied("Sign in to register applications.")
+    if in_group(actor, INTEGRATIONS):
+        # A key that could register applications could mint keys that outlive its revocation.
+        raise PermissionDenied("Integrations cannot register applications.")
     slug = slug or slugify(name)[:80]
     errors = {}
     if not (name or "").strip():

@@ -16,8 +16,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.charters.models import Charter
-from apps.charters.selectors import charter_list_visible
+from apps.charters.selectors import charter_list_authorable
 from apps.core.errors import ApplicationError, ValidationFailed
+from apps.core.web import GENERAL_FIELDS, form_add_errors, report_error
 
 from . import content, permissions, rendering, selectors, services
 from .choices import TaskType, TemplateKind, VersionStatus
@@ -70,17 +71,11 @@ def _version_or_404(prompt: Prompt, number: int) -> PromptVersion:
 
 
 def _authorable_charters(user):
-    charters = charter_list_visible(user).exclude(status="retired").order_by("title")
-    return charters.filter(pk__in=[c.pk for c in charters if permissions.can_author_under(user, c)])
+    return charter_list_authorable(user, permissions.can_author_under)
 
 
 def _report(request, exc: ApplicationError) -> None:
-    messages.error(request, exc.message)
-    for field, problems in exc.errors.items():
-        for problem in problems:
-            messages.error(
-                request, f"{field}: {problem}" if field not in {"gate", "reason"} else problem
-            )
+    report_error(request, exc, bare=GENERAL_FIELDS | {"gate", "reason"})
 
 
 # --- catalog and prompt pages ---------------------------------------------------------------------
@@ -137,6 +132,8 @@ def _prompt_fields(cleaned: dict, *, editing: bool) -> dict:
 def prompt_create(request):
     """Start a new prompt asset under one of my charters."""
     charters = _authorable_charters(request.user)
+    if not charters.exists():
+        raise PermissionDenied("You may not create prompts under any charter.")
     form = PromptForm(
         request.POST or None, charters=charters, initial={"charter": request.GET.get("charter")}
     )
@@ -146,8 +143,7 @@ def prompt_create(request):
                 actor=request.user, fields=_prompt_fields(form.cleaned_data, editing=False)
             )
         except ValidationFailed as exc:
-            for field, problems in exc.errors.items():
-                form.add_error(field if field in form.fields else None, problems)
+            form_add_errors(form, exc)
         else:
             messages.success(request, "Prompt created. Write its first version.")
             return redirect("prompts:version_create", slug=prompt.slug)
@@ -175,10 +171,7 @@ def prompt_edit(request, slug):
                 fields=_prompt_fields(form.cleaned_data, editing=True),
             )
         except ApplicationError as exc:
-            for field, problems in exc.errors.items():
-                form.add_error(field if field in form.fields else None, problems)
-            if not exc.errors:
-                form.add_error(None, exc.message)
+            form_add_errors(form, exc)
         else:
             messages.success(request, "Saved.")
             return redirect(prompt)

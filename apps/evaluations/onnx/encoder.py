@@ -131,8 +131,71 @@ def score_batch(session, batch: dict[str, np.ndarray], output: str = "sentence_e
     return session.run([output], {name: batch[name] for name in declared})[0]
 
 
-class Encoder:
-    """A built sentence encoder: lazy session and tokenizer, deduplicated length-sorted batches."""
+class LazyModel:
+    """An ONNX session and its tokenizer, opened on first use and shared by the threads of
+    one process; the model file is checked against `sha256` (when given) before it runs."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_path: Path,
+        *,
+        max_seq_length: int,
+        sha256: str | None,
+        concurrency: int = 1,
+        intra_op_threads: int | None = None,
+        device: str = "auto",
+        session_factory: Callable | None = None,
+    ) -> None:
+        self.model_path, self.tokenizer_path = Path(model_path), Path(tokenizer_path)
+        self.max_seq_length = int(max_seq_length)
+        if self.max_seq_length < 1:
+            raise ValueError("max_seq_length must be at least 1.")
+        self.sha256 = sha256
+        # Worker processes share the CPUs: each gets its slice unless told otherwise.
+        self.intra_op_threads = intra_op_threads or max(1, available_cpus() // max(1, concurrency))
+        self.device = device
+        self._session_factory = session_factory
+        self._session = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def _opened(self, session) -> None:
+        """Called once with the new session, before other threads can see it."""
+
+    @property
+    def session(self):
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    if self.sha256 and sha256_file(self.model_path) != self.sha256:
+                        raise RuntimeError(f"{self.model_path} does not match its sha256.")
+                    session = create_session(
+                        self.model_path,
+                        intra_op_threads=self.intra_op_threads,
+                        device=self.device,
+                        session_factory=self._session_factory,
+                    )
+                    self._opened(session)
+                    self._session = session
+        return self._session
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None:
+                    self._tokenizer = load_tokenizer(self.tokenizer_path, self.max_seq_length)
+        return self._tokenizer
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+
+class Encoder(LazyModel):
+    """A built sentence encoder (a folder with its manifest): deduplicated, length-sorted
+    batches; `verify` checks the model against the manifest's sha256 on first use."""
 
     def __init__(
         self,
@@ -146,46 +209,18 @@ class Encoder:
     ) -> None:
         self.model_dir = Path(model_dir)
         self.manifest = json.loads((self.model_dir / MANIFEST_FILE).read_text())
-        self.max_seq_length = int(self.manifest["max_seq_length"])
         self.dimension = int(self.manifest["dimension"])
         self.output = self.manifest["model"]["output"]
-        # Worker processes share the CPUs: each gets its slice unless told otherwise.
-        self.intra_op_threads = intra_op_threads or max(1, available_cpus() // max(1, concurrency))
-        self.device = device
-        self.verify = verify
-        self._session_factory = session_factory
-        self._session = None
-        self._tokenizer = None
-        self._lock = threading.Lock()
-
-    @property
-    def session(self):
-        if self._session is None:
-            with self._lock:
-                if self._session is None:
-                    model_path = self.model_dir / self.manifest["model"]["file"]
-                    if self.verify and sha256_file(model_path) != self.manifest["model"]["sha256"]:
-                        raise RuntimeError(f"{model_path} does not match its manifest's sha256.")
-                    self._session = create_session(
-                        model_path,
-                        intra_op_threads=self.intra_op_threads,
-                        device=self.device,
-                        session_factory=self._session_factory,
-                    )
-        return self._session
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            with self._lock:
-                if self._tokenizer is None:
-                    path = self.model_dir / self.manifest["tokenizer"]["file"]
-                    self._tokenizer = load_tokenizer(path, self.max_seq_length)
-        return self._tokenizer
-
-    @property
-    def provider(self) -> str:
-        return self.session.get_providers()[0]
+        super().__init__(
+            self.model_dir / self.manifest["model"]["file"],
+            self.model_dir / self.manifest["tokenizer"]["file"],
+            max_seq_length=self.manifest["max_seq_length"],
+            sha256=self.manifest["model"]["sha256"] if verify else None,
+            concurrency=concurrency,
+            intra_op_threads=intra_op_threads,
+            device=device,
+            session_factory=session_factory,
+        )
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         # sentence-transformers strips surrounding whitespace before tokenizing.

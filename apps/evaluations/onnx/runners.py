@@ -22,15 +22,8 @@ from typing import Any
 import numpy as np
 
 from apps.evaluations.onnx import validate
-from apps.evaluations.onnx.builder import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_file
-from apps.evaluations.onnx.encoder import (
-    Encoder,
-    available_cpus,
-    create_session,
-    load_tokenizer,
-    pad_batch,
-    score_batch,
-)
+from apps.evaluations.onnx.builder import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE
+from apps.evaluations.onnx.encoder import Encoder, LazyModel, pad_batch, score_batch
 
 ENCODER = "encoder"
 CLASSIFIER = "classifier"
@@ -60,8 +53,9 @@ def _paths(source) -> tuple[Path, Path]:
     return model_path, folder / TOKENIZER_FILE
 
 
-class _TextRunner:
-    """Lazy session and tokenizer, sha256 check on first use, and length-sorted batching."""
+class _TextRunner(LazyModel):
+    """A tokenizer-fronted model from a folder or a (model, tokenizer) pair: length-sorted
+    batching, and the output picked from the model's declared outputs when not named."""
 
     kind = ""
 
@@ -78,37 +72,21 @@ class _TextRunner:
         device: str = "auto",
         session_factory: Callable | None = None,
     ) -> None:
-        self.model_path, self.tokenizer_path = _paths(model_dir_or_paths)
-        self.max_seq_length = int(max_seq_length)
-        if self.max_seq_length < 1:
-            raise ValueError("max_seq_length must be at least 1.")
-        self.sha256 = sha256
+        super().__init__(
+            *_paths(model_dir_or_paths),
+            max_seq_length=max_seq_length,
+            sha256=sha256,
+            concurrency=concurrency,
+            intra_op_threads=intra_op_threads,
+            device=device,
+            session_factory=session_factory,
+        )
         self.pad_id = pad_id
-        self.intra_op_threads = intra_op_threads or max(1, available_cpus() // max(1, concurrency))
-        self.device = device
         self._output = output
-        self._session_factory = session_factory
-        self._session = None
-        self._tokenizer = None
-        self._lock = threading.Lock()
 
-    @property
-    def session(self):
-        if self._session is None:
-            with self._lock:
-                if self._session is None:
-                    if self.sha256 and sha256_file(self.model_path) != self.sha256:
-                        raise RuntimeError(f"{self.model_path} does not match its sha256.")
-                    session = create_session(
-                        self.model_path,
-                        intra_op_threads=self.intra_op_threads,
-                        device=self.device,
-                        session_factory=self._session_factory,
-                    )
-                    if self._output is None:
-                        self._output = self._pick_output(session)
-                    self._session = session
-        return self._session
+    def _opened(self, session) -> None:
+        if self._output is None:
+            self._output = self._pick_output(session)
 
     def _pick_output(self, session) -> str:
         outputs = [
@@ -127,18 +105,6 @@ class _TextRunner:
     def output(self) -> str:
         self.session  # noqa: B018 - the output is read from the session
         return self._output
-
-    @property
-    def provider(self) -> str:
-        return self.session.get_providers()[0]
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            with self._lock:
-                if self._tokenizer is None:
-                    self._tokenizer = load_tokenizer(self.tokenizer_path, self.max_seq_length)
-        return self._tokenizer
 
     def _run(self, encodings: list, batch_size: int, width: int | None) -> np.ndarray:
         """Model outputs for tokenized inputs, one row per encoding, in their order."""
