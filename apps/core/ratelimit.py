@@ -58,8 +58,12 @@ class Limiter:
         """Raise TooManyAttempts if any of `idents` has used up its failures."""
         now = now or time.time()
         counts = cache.get_many([self.key(ident, now) for ident in idents])
-        if any(count >= settings.AIFACTORY_AUTH_FAILURE_LIMIT for count in counts.values()):
-            raise TooManyAttempts(self._wait(now))
+        self.check_count(max(counts.values(), default=0), now=now)
+
+    def check_count(self, failures: int, now: float | None = None) -> None:
+        """Raise TooManyAttempts if `failures` (read by the caller) reached the limit."""
+        if failures >= settings.AIFACTORY_AUTH_FAILURE_LIMIT:
+            raise TooManyAttempts(self._wait(now or time.time()))
 
     def failed(self, *idents: str, now: float | None = None) -> None:
         """Count one failure against each of `idents`."""

@@ -47,15 +47,23 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 def verified_key(
-    plain: str, *, address: str, info: KeyInfo | None | bool = False
+    plain: str,
+    *,
+    address: str,
+    info: KeyInfo | None | bool = False,
+    failures: int | None = None,
 ) -> KeyInfo | None:
     """The usable key matching `plain` (hash checked), or None; marks it used once a minute.
 
     `address` is the caller's: failures are counted against it, and TooManyAttempts is
-    raised once it has used them up. `info` may carry the key's facts already fetched from
-    the cache (None: unknown key).
+    raised once it has used them up. A hot path may pass what it already fetched from the
+    cache in one round trip: `info`, the key's facts (None: unknown key), and `failures`,
+    the address's count (`ratelimit.API_KEYS.key(address)`).
     """
-    ratelimit.API_KEYS.check(address)
+    if failures is None:
+        ratelimit.API_KEYS.check(address)
+    else:
+        ratelimit.API_KEYS.check_count(failures)
     prefix = plain.partition(".")[0]
     if info is False:
         info = key_info(prefix)

@@ -31,7 +31,7 @@ from apps.charters.api.serializers import ReasonSerializer
 from apps.charters.selectors import charter_list_visible
 from apps.core import hotcache, ratelimit
 from apps.core.api.authentication import verified_key
-from apps.core.errors import ValidationFailed
+from apps.core.errors import ValidationFailed, hidden_reference
 from apps.prompts import content, permissions, rendering, selectors, services
 from apps.prompts.choices import PromptStatus, TemplateKind
 from apps.prompts.models import Application, Label, LabelMove, PolicyFinding, Prompt, PromptVersion
@@ -122,9 +122,7 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             charter is not None
             and not charter_list_visible(request.user).filter(pk=charter.pk).exists()
         ):
-            raise ValidationFailed(
-                "The prompt is not valid.", errors={"charter": ["No such charter."]}
-            )
+            raise hidden_reference("charter", charter.slug)
         prompt = services.prompt_create(
             actor=request.user,
             fields=fields,
@@ -503,8 +501,10 @@ class ResolveView(APIView):
         else:
             caller = f"key:{plain.partition('.')[0]}"
 
+        address = ratelimit.client_address(request)
         keys = {
             "key": hotcache.key_cache_key(caller[4:]) if plain else None,
+            "failures": ratelimit.API_KEYS.key(address) if plain else None,
             "meta": services.prompt_meta_cache_key(slug),
             "payload": services.resolve_cache_key(slug, label),
             "version": hotcache.AUTHZ_VERSION_KEY,
@@ -515,8 +515,9 @@ class ResolveView(APIView):
             try:
                 key = verified_key(
                     plain,
-                    address=ratelimit.client_address(request),
+                    address=address,
                     info=hotcache.key_info(caller[4:], cached=cached.get(keys["key"])),
+                    failures=cached.get(keys["failures"], 0),
                 )
             except ratelimit.TooManyAttempts as exc:
                 response = _problem(str(exc), "throttled", 429)
