@@ -135,6 +135,13 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
+# Uploads past 2.5 MB spool to unnamed temporary files (gone with the process, however it ends),
+# in FILE_UPLOAD_TEMP_DIR (None: the system's temporary folder).
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "apps.core.uploads.UnlinkedFileHandler",
+]
+FILE_UPLOAD_TEMP_DIR = os.environ.get("AIFACTORY_UPLOAD_TEMP_DIR") or None
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -252,6 +259,11 @@ EVALUATIONS_EMBEDDING_CACHE = int(os.environ.get("AIFACTORY_EVAL_EMBEDDING_CACHE
 EVALUATIONS_MAX_ARTIFACT_BYTES = int(
     os.environ.get("AIFACTORY_EVAL_MAX_ARTIFACT_BYTES", str(2 * 1024**3))
 )
+EVALUATIONS_MAX_DATASET_BYTES = int(
+    os.environ.get("AIFACTORY_EVAL_MAX_DATASET_BYTES", str(1024**3))
+)
+# A model upload's folder unchanged this long, and named by no artifact, is removed by the sweeper.
+EVALUATIONS_UPLOAD_LEFTOVER_SECONDS = 3600
 EVALUATIONS_QUANTIZATION_FLOOR = float(os.environ.get("AIFACTORY_EVAL_INT8_FLOOR", "0.98"))
 EVALUATIONS_GATE_WAIT_SECONDS = int(os.environ.get("AIFACTORY_EVAL_GATE_WAIT", "600"))
 

@@ -31,3 +31,14 @@ class Conflict(ApplicationError):
 
     status_code = 409
     code = "conflict"
+
+
+def hidden_reference(field: str, value: str) -> ValidationFailed:
+    """A reference to an object the caller may not see, refused word for word as the API
+    refuses one that does not exist (DRF's slug field), so the two cannot be told apart."""
+    from rest_framework.relations import SlugRelatedField
+
+    message = str(SlugRelatedField.default_error_messages["does_not_exist"])
+    return ValidationFailed(
+        "Invalid input.", errors={field: [message.format(slug_name="slug", value=value)]}
+    )

@@ -15,8 +15,9 @@ from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
+from apps.core import uploads
 from apps.core.admin_actions import ServiceChangeFormMixin, service_action
-from apps.core.history import save_with_history
+from apps.core.history import ScopedHistoryMixin, save_with_history
 
 from . import permissions, selectors, services
 from .models import Dataset, DatasetVersion, ModelArtifact, Run, Suite, Threshold
@@ -56,11 +57,23 @@ class DatasetVersionInline(admin.TabularInline):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(ServiceChangeFormMixin, SimpleHistoryAdmin):
+class DatasetAdmin(ScopedHistoryMixin, ServiceChangeFormMixin, SimpleHistoryAdmin):
     form = DatasetAdminForm
     list_display = ["name", "slug", "charter", "prompt", "owner", "updated_at"]
     search_fields = ["name", "slug", "description"]
     inlines = [DatasetVersionInline]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        uploads.install(request, {"upload": services.datasets.max_bytes()})
+        return super().add_view(request, form_url, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        uploads.install(request, {"upload": services.datasets.max_bytes()})
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # CsrfViewMiddleware would read the body before the size limit is in place;
+    # changeform_view checks the token itself (csrf_protect_m), after it is.
+    add_view.csrf_exempt = change_view.csrf_exempt = True
 
     def get_queryset(self, request):
         return selectors.dataset_list_visible(request.user).select_related(
@@ -81,6 +94,7 @@ class DatasetAdmin(ServiceChangeFormMixin, SimpleHistoryAdmin):
         return request.user.is_superuser or request.user.has_perm("evaluations.add_dataset")
 
     def save_model(self, request, obj, form, change):
+        uploads.raise_refusals(request)
         if not change:
             created = services.dataset_create(
                 actor=request.user,
@@ -107,7 +121,7 @@ class DatasetAdmin(ServiceChangeFormMixin, SimpleHistoryAdmin):
 
 
 @admin.register(ModelArtifact)
-class ModelArtifactAdmin(SimpleHistoryAdmin):
+class ModelArtifactAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
     list_display = [
         "name",
         "slug",
@@ -248,7 +262,7 @@ class ThresholdInline(admin.TabularInline):
 
 
 @admin.register(Suite)
-class SuiteAdmin(ServiceChangeFormMixin, SimpleHistoryAdmin):
+class SuiteAdmin(ScopedHistoryMixin, ServiceChangeFormMixin, SimpleHistoryAdmin):
     list_display = ["name", "slug", "charter", "prompt", "dataset_version", "owner"]
     search_fields = ["name", "slug"]
     readonly_fields = ["slug", "charter", "owner", "created_at", "updated_at"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from .services import artifacts, runs
 from .services.execution import RetryBatch
@@ -17,6 +18,11 @@ def evaluation_batch_run(self, batch_id: int) -> str:
     except RetryBatch as exc:
         # The batch is pending again; its attempts are capped in the database.
         raise self.retry(exc=exc, countdown=min(60, 2 ** max(0, self.request.retries))) from exc
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away before the batch was claimed (or could be handed back): try
+        # again later on a fresh connection; a batch left claimed is the sweeper's.
+        runs.drop_broken_connection()
+        raise self.retry(exc=exc, countdown=min(60, 2 ** max(0, self.request.retries))) from exc
 
 
 @shared_task(acks_late=True)
@@ -27,8 +33,9 @@ def evaluation_run_finalize(run_id: int) -> str:
 
 @shared_task
 def evaluation_sweep() -> dict:
-    """Re-enqueue lost or stuck batches and finalizations (scheduled every minute)."""
-    return runs.run_sweep()
+    """Re-enqueue lost or stuck batches and finalizations, and delete what interrupted model
+    uploads left in storage (scheduled every minute)."""
+    return {**runs.run_sweep(), **artifacts.storage_sweep()}
 
 
 @shared_task(acks_late=True)

@@ -20,7 +20,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.charters.selectors import charter_list_visible
-from apps.core.errors import ValidationFailed
+from apps.core import uploads
+from apps.core.errors import ValidationFailed, hidden_reference
 from apps.evaluations import permissions, selectors, services
 from apps.evaluations.choices import ACTIVE_RUN_STATUSES, RunStatus
 from apps.evaluations.models import CaseResult, DatasetVersion, Run, RunOutput, Threshold
@@ -43,7 +44,7 @@ def _visible_charter(request, charter):
         charter is not None
         and not charter_list_visible(request.user).filter(pk=charter.pk).exists()
     ):
-        raise ValidationFailed("The input is not valid.", errors={"charter": ["No such charter."]})
+        raise hidden_reference("charter", charter.slug)
     return charter
 
 
@@ -52,7 +53,7 @@ def _visible_prompt(request, prompt):
         prompt is not None
         and not prompt_selectors.prompt_list_visible(request.user).filter(pk=prompt.pk).exists()
     ):
-        raise ValidationFailed("The input is not valid.", errors={"prompt": ["No such prompt."]})
+        raise hidden_reference("prompt", prompt.slug)
     return prompt
 
 
@@ -63,6 +64,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = s.DatasetSerializer
     http_method_names = ["get", "post", "head", "options"]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def initialize_request(self, request, *args, **kwargs):
+        if request.method == "POST":  # before anything reads the body
+            uploads.install(request, {"file": services.datasets.max_bytes()})
+        return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):
         return (
@@ -106,9 +112,15 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def versions(self, request, slug=None):
         dataset = self.get_object()
         if request.method == "GET":
-            rows = dataset.versions.select_related("created_by").order_by("-number")
+            # Not dataset.versions: get_queryset prefetched them with deferred fields.
+            rows = (
+                DatasetVersion.objects.filter(dataset=dataset)
+                .select_related("created_by")
+                .order_by("-number")
+            )
             return Response(s.DatasetVersionSerializer(rows, many=True).data)
         data = s.DatasetUploadSerializer(data=request.data)
+        uploads.raise_refusals(request)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         version = services.dataset_version_upload(
@@ -174,6 +186,11 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     http_method_names = ["get", "post", "head", "options"]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
+    def initialize_request(self, request, *args, **kwargs):
+        if request.method == "POST":  # before anything reads the body
+            uploads.install(request, services.artifacts.upload_limits())
+        return super().initialize_request(request, *args, **kwargs)
+
     def get_queryset(self):
         return (
             selectors.artifact_list_visible(self.request.user)
@@ -187,6 +204,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     )
     def create(self, request, *args, **kwargs):
         data = s.ArtifactUploadSerializer(data=request.data)
+        uploads.raise_refusals(request)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         _visible_charter(request, fields.get("charter"))

@@ -168,6 +168,27 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
+def sniff_upload(head: bytes) -> str | None:
+    """Why an upload whose first bytes are `head` cannot be an ONNX model, else None.
+
+    Cheap enough for the web process, so text, archives and other formats are refused before
+    they are stored; parsing the whole file is left to the worker.
+    """
+    other = _sniff(head)
+    if other:
+        return other
+    # Protobuf writers emit fields in number order, so a model opens with field 1, its IR
+    # version: tag 0x08 and a one-byte varint.
+    if len(head) >= 2 and head[0] == 0x08 and 0 < head[1] < 0x80:
+        return None
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "is text, not an ONNX model (a binary protobuf file). Export the model to ONNX."
+    return (
+        "is not an ONNX model: an ONNX file opens with its IR version (protobuf field 1), and "
+        "this one does not."
+    )
+
+
 def _shape(dims) -> list[int | str | None]:
     return [d if isinstance(d, int) else (str(d) if d is not None else None) for d in dims]
 
@@ -185,6 +206,7 @@ def _external_files(model, base: Path) -> tuple[list[Path], list[str]]:
     """Files the initializers' external data names, and reasons any of them is unsafe/missing."""
     files: dict[Path, None] = {}
     problems: list[str] = []
+    folder = base.resolve()
     for tensor in model.graph.initializer:
         if tensor.data_location != 1:  # TensorProto.EXTERNAL
             continue
@@ -197,6 +219,12 @@ def _external_files(model, base: Path) -> tuple[list[Path], list[str]]:
             )
             continue
         path = base / relative
+        if not path.resolve().is_relative_to(folder):  # a link (to a file or a folder) out
+            problems.append(
+                f"Weight {tensor.name!r} points at external data {location!r}, a link to a file "
+                "outside the model's folder; only files next to the model are allowed."
+            )
+            continue
         if not path.is_file():
             problems.append(
                 f"Weight {tensor.name!r} is stored in {location!r}, which is missing; upload it "
@@ -417,6 +445,12 @@ def _inspect(report, path: Path, tokenizer_path, max_bytes, pooling, device) -> 
             problems.append(
                 f"Input {spec['name']} is {spec['type']} {spec['shape']}; the runner feeds "
                 "int64 [batch, sequence]."
+            )
+        elif spec["name"] in TEXT_INPUTS and any(isinstance(d, int) for d in spec["shape"]):
+            problems.append(
+                f"Input {spec['name']} has fixed dimensions {spec['shape']}; the runner feeds "
+                "batches of any size and length, so export it with dynamic axes "
+                "[batch, sequence]."
             )
 
     output, needs_pooling, reason = select_output(report.outputs, task)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +24,7 @@ from django.utils.text import slugify
 
 from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
+from apps.core.uploads import too_large
 
 from .. import permissions
 from ..choices import ArtifactStatus, ArtifactTask
@@ -37,10 +41,16 @@ TEXT_TASKS = {
     ArtifactTask.CROSS_ENCODER,
 }
 CHUNK_BYTES = 1024 * 1024
+TOKENIZER_MAX_BYTES = 64 * 1024 * 1024
 
 
 def max_bytes() -> int:
     return int(getattr(settings, "EVALUATIONS_MAX_ARTIFACT_BYTES", 2 * 1024**3))
+
+
+def upload_limits() -> dict[str, int]:
+    """Byte limits per uploaded file, by field, for the upload handler of the web and API."""
+    return {"model_file": max_bytes(), "tokenizer_file": TOKENIZER_MAX_BYTES}
 
 
 def _chunks(source) -> Iterable[bytes]:
@@ -54,16 +64,21 @@ def _chunks(source) -> Iterable[bytes]:
         yield block
 
 
-def _stream_to(source, target: Path, limit: int, what: str) -> tuple[str, int]:
-    """Copy an upload to `target` chunk by chunk, hashing on the way; refuse past `limit`."""
+def _stream_to(source, target: Path, limit: int, what: str, sniff=None) -> tuple[str, int]:
+    """Copy an upload to `target` chunk by chunk, hashing on the way; refuse past `limit`, or
+    when `sniff(first bytes)` gives a reason the file is not what it claims to be."""
     digest, size = hashlib.sha256(), 0
     with open(target, "wb") as out:
         for block in _chunks(source):
+            if size == 0 and sniff is not None and (reason := sniff(block[:16])):
+                raise ValidationFailed(
+                    f"The {what} {reason}", errors={what.replace(" ", "_"): [f"The file {reason}"]}
+                )
             size += len(block)
             if size > limit:
                 raise ValidationFailed(
-                    f"The {what} is larger than {limit // (1024 * 1024)} MiB.",
-                    errors={what.replace(" ", "_"): [f"Files over {limit} bytes are refused."]},
+                    f"The {what} is larger than {limit:,} bytes; nothing was kept.",
+                    errors={what.replace(" ", "_"): [too_large(limit)]},
                 )
             digest.update(block)
             out.write(block)
@@ -152,20 +167,25 @@ def artifact_upload(
         errors["tokenizer_file"] = ["A text model needs its tokenizer.json."]
     if errors:
         raise ValidationFailed("The model artifact is not valid.", errors=errors)
+    from ..onnx.validate import sniff_upload
+
     root = Path(settings.MEDIA_ROOT) / MODELS_DIR
     incoming = root / ".incoming" / uuid.uuid4().hex
     incoming.mkdir(parents=True)
     try:
-        sha, size = _stream_to(model_file, incoming / "model.onnx", max_bytes(), "model file")
+        sha, size = _stream_to(
+            model_file, incoming / "model.onnx", max_bytes(), "model file", sniff_upload
+        )
         tokenizer_sha = ""
         if tokenizer_file is not None:
             tokenizer_sha, _ = _stream_to(
-                tokenizer_file, incoming / "tokenizer.json", 64 * 1024 * 1024, "tokenizer file"
+                tokenizer_file, incoming / "tokenizer.json", TOKENIZER_MAX_BYTES, "tokenizer file"
             )
         folder = f"{sha[:32]}-{(tokenizer_sha or 'none')[:8]}"
         final = root / folder
         if final.exists():
             shutil.rmtree(incoming)
+            os.utime(final)  # in use again: not a leftover for the sweeper
         else:
             incoming.replace(final)
     except BaseException:
@@ -255,7 +275,73 @@ def artifact_validate(artifact_id: int) -> str:
             reason="Validated" if report.ok else "Refused: " + "; ".join(report.problems)[:200],
             update_fields=["status", "validation", "validated_at", "dimension"],
         )
+    if not report.ok:
+        _discard_files(locked)
     return locked.status
+
+
+UPLOAD_FOLDER = re.compile(r"^[0-9a-f]{32}-(?:[0-9a-f]{8}|none)$")
+
+
+def leftover_seconds() -> int:
+    """How long an upload's folder may go unchanged before the sweeper takes it for abandoned."""
+    return int(getattr(settings, "EVALUATIONS_UPLOAD_LEFTOVER_SECONDS", 3600))
+
+
+def _last_change(folder: Path) -> float:
+    times = [folder.stat().st_mtime]
+    times += [entry.stat().st_mtime for entry in folder.rglob("*") if not entry.is_symlink()]
+    return max(times)
+
+
+def storage_sweep(now: float | None = None) -> dict[str, int]:
+    """Delete what uploads cut short left in model storage: folders in `.incoming` (the web
+    process died while it copied a file) and uploaded folders that no artifact names (it died
+    after the move, before its row was committed). Only folders unchanged for
+    `leftover_seconds()` are touched, so an upload in progress is never."""
+    root = Path(settings.MEDIA_ROOT) / MODELS_DIR
+    cutoff = (now if now is not None else time.time()) - leftover_seconds()
+    counts = {"incoming": 0, "orphaned": 0}
+    if not root.is_dir():
+        return counts
+    incoming = root / ".incoming"
+    stale = [f for f in incoming.iterdir() if f.is_dir()] if incoming.is_dir() else []
+    named = set(ModelArtifact.objects.values_list("storage_dir", flat=True))
+    orphans = [
+        f
+        for f in root.iterdir()
+        if f.is_dir() and UPLOAD_FOLDER.match(f.name) and f"{MODELS_DIR}/{f.name}" not in named
+    ]
+    for kind, folders in (("incoming", stale), ("orphaned", orphans)):
+        for folder in folders:
+            try:
+                if _last_change(folder) >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue  # finished (moved or removed) meanwhile
+            # An orphan may have been claimed by a row committed since the listing.
+            if (
+                kind == "orphaned"
+                and ModelArtifact.objects.filter(storage_dir=f"{MODELS_DIR}/{folder.name}").exists()
+            ):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.warning("removed an abandoned upload folder %s", folder)
+            counts[kind] += 1
+    return counts
+
+
+def _discard_files(artifact: ModelArtifact) -> None:
+    """Delete a refused model's files (its row keeps the reasons), unless an artifact that is
+    not refused shares the folder (the same bytes uploaded again, for another task)."""
+    shared = (
+        ModelArtifact.objects.filter(storage_dir=artifact.storage_dir)
+        .exclude(pk=artifact.pk)
+        .exclude(status=ArtifactStatus.INVALID)
+        .exists()
+    )
+    if not shared and artifact.storage_dir.startswith(f"{MODELS_DIR}/"):
+        shutil.rmtree(artifact.path, ignore_errors=True)
 
 
 @transaction.atomic

@@ -5,17 +5,18 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils.text import slugify
 
 from apps.core.errors import ValidationFailed
+from apps.core.uploads import too_large
 from apps.prompts.choices import VersionStatus
 
 from .. import permissions
@@ -26,6 +27,15 @@ from ._common import RESERVED_SLUGS, save_with_history, unique_slug
 CHUNK = 1000
 MAX_REPORTED_ERRORS = 500
 MAX_ROW_BYTES = 1_000_000
+READ_BYTES = 64 * 1024
+MAX_NUMBER_DIGITS = 100
+# First bytes that say a "JSONL/CSV" file is something else; the file is refused unread.
+OTHER_FORMATS = {
+    b"PK\x03\x04": "a zip archive: upload the JSONL or CSV file inside it, not the archive",
+    b"\x1f\x8b": "gzip-compressed: upload the uncompressed JSONL or CSV file",
+    codecs.BOM_UTF16_LE: "UTF-16 text: save it as UTF-8",
+    codecs.BOM_UTF16_BE: "UTF-16 text: save it as UTF-8",
+}
 CASE_KEYS = {"id", "variables", "expected", "contexts", "segments", "tags", *SEGMENT_KEYS}
 
 
@@ -65,6 +75,19 @@ def _text(value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise RowError(f"'{field}' must be text, not {type(value).__name__}.")
     return str(value)
+
+
+def check_storable(value: str, field: str) -> None:
+    """Text the databases can store: no NUL characters (PostgreSQL refuses them) and no
+    unpaired surrogates (not Unicode, so not UTF-8 either)."""
+    if "\x00" in value:
+        raise RowError(f"'{field}' holds a NUL character (\\u0000), which cannot be stored.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RowError(
+            f"'{field}' holds an unpaired surrogate, which is not valid Unicode."
+        ) from None
 
 
 def clean_row(raw: Mapping[str, Any], position: int, declared) -> ParsedCase:
@@ -114,43 +137,153 @@ def clean_row(raw: Mapping[str, Any], position: int, declared) -> ParsedCase:
         tags = [t.strip() for t in tags.split(",") if t.strip()]
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise RowError("'tags' must be a list of text tags.")
+    expected = _text(raw.get("expected"), "expected")
+    for field, texts in (
+        ("id", [external_id]),
+        ("variables", [t for pair in variables.items() for t in pair if isinstance(t, str)]),
+        ("expected", [expected]),
+        ("contexts", contexts),
+        ("segments", [t for pair in segments.items() for t in pair]),
+        ("tags", tags),
+    ):
+        for text in texts:
+            check_storable(text, field)
     return ParsedCase(
         position=position,
         external_id=external_id,
         variables={k: ("" if v is None else v) for k, v in variables.items()},
-        expected=_text(raw.get("expected"), "expected"),
+        expected=expected,
         contexts=contexts,
         segments=segments,
         tags=tags,
     )
 
 
-def _hashing_lines(stream: IO[bytes], digest) -> Iterator[bytes]:
-    """Yield the stream's lines while feeding every byte to `digest`."""
-    for line in stream:
-        digest.update(line)
-        yield line
+def max_bytes() -> int:
+    """The largest dataset file accepted (EVALUATIONS_MAX_DATASET_BYTES, default 1 GiB)."""
+    return int(getattr(settings, "EVALUATIONS_MAX_DATASET_BYTES", 1024**3))
+
+
+def _chunks(stream) -> Iterator[bytes]:
+    if hasattr(stream, "chunks"):
+        yield from stream.chunks(READ_BYTES)
+        return
+    while block := stream.read(READ_BYTES):
+        yield block
+
+
+def _lines(stream: IO[bytes], digest) -> Iterator[bytes | None]:
+    """The stream's lines, read in fixed chunks with every byte fed to `digest`.
+
+    A line over MAX_ROW_BYTES comes out as None and is skipped to its end unbuffered, so memory
+    stays bounded whatever the file holds (one 2 GB line included); reading stops, refusing
+    the upload, once the file passes the dataset size limit.
+    """
+    limit, total = max_bytes(), 0
+    parts: list[bytes] = []
+    size, overlong = 0, False
+    for chunk in _chunks(stream):
+        total += len(chunk)
+        if total > limit:
+            raise ValidationFailed(
+                f"The file is larger than {limit:,} bytes; nothing was kept.",
+                errors={"file": [too_large(limit)]},
+            )
+        digest.update(chunk)
+        start = 0
+        while start < len(chunk):
+            end = chunk.find(b"\n", start)
+            stop = len(chunk) if end < 0 else end + 1
+            if not overlong:
+                parts.append(chunk[start:stop])
+                size += stop - start
+                if size > MAX_ROW_BYTES:
+                    parts, overlong = [], True
+            if end >= 0:
+                yield None if overlong else b"".join(parts)
+                parts, size, overlong = [], 0, False
+            start = stop
+    if overlong:
+        yield None
+    elif parts:
+        yield b"".join(parts)
+
+
+def _text_lines(stream: IO[bytes], digest) -> Iterator[tuple[int, str | RowError]]:
+    """(line number, the line as text or why it is not UTF-8 text) per physical line.
+
+    A first line that starts like an archive or UTF-16 refuses the whole file, unread; a UTF-8
+    byte-order mark at the start is dropped (spreadsheets write one).
+    """
+    for number, line in enumerate(_lines(stream, digest), start=1):
+        if line is None:
+            yield number, RowError(f"The line is longer than {MAX_ROW_BYTES} bytes.")
+            continue
+        if number == 1:
+            other = next(
+                (why for magic, why in OTHER_FORMATS.items() if line.startswith(magic)), ""
+            )
+            if other:
+                yield number, RowError(f"The file is {other}.")
+                return
+            if line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8) :]
+        if b"\x00" in line:
+            yield (
+                number,
+                RowError("The line holds NUL bytes: the file is UTF-16 or binary, not UTF-8 text."),
+            )
+            continue
+        try:
+            yield number, line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, RowError("The line is not valid UTF-8.")
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
+def _integer(text: str) -> int:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise ValueError(f"a number has more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def parse_json(text: str) -> Any:
+    """json.loads where every way a line can fail is a RowError with the reason (the databases
+    store neither NaN nor Infinity; a recursion bomb is refused, not a crash)."""
+    try:
+        return json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite, parse_int=_integer
+        )
+    except json.JSONDecodeError as exc:
+        raise RowError(f"{exc.msg.removesuffix(' at')} at column {exc.colno}") from None
+    except RecursionError:
+        raise RowError("it is nested too deeply") from None
+    except ValueError as exc:  # NaN, Infinity, 1e999, too many digits
+        raise RowError(str(exc)) from None
 
 
 def iter_jsonl(stream: IO[bytes], digest) -> Iterator[tuple[int, Any]]:
     """(line number, decoded object or RowError) per non-blank line, read one line at a time."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    for number, line in enumerate(_hashing_lines(stream, digest), start=1):
-        if len(line) > MAX_ROW_BYTES:
-            yield number, RowError(f"The line is longer than {MAX_ROW_BYTES} bytes.")
-            continue
-        try:
-            text = decoder.decode(line)
-        except UnicodeDecodeError:
-            decoder.reset()
-            yield number, RowError("The line is not valid UTF-8.")
+    for number, text in _text_lines(stream, digest):
+        if isinstance(text, RowError):
+            yield number, text
             continue
         if not text.strip():
             continue
         try:
-            yield number, json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, RowError(f"Not valid JSON: {exc.msg} at column {exc.colno}.")
+            yield number, parse_json(text)
+        except RowError as exc:
+            yield number, RowError(f"Not valid JSON: {exc}.")
 
 
 def _csv_row(row: dict[str, str]) -> dict[str, Any]:
@@ -159,8 +292,9 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
     for column, value in row.items():
         if column is None:
             raise RowError("The row has more cells than the header.")
+        if value is None:
+            raise RowError("The row has fewer cells than the header.")
         column = column.strip()
-        value = value if value is not None else ""
         if column.startswith("var."):
             out["variables"][column[4:]] = value
         elif column.startswith("seg."):
@@ -170,9 +304,9 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
             stripped = value.strip()
             if stripped.startswith("["):
                 try:
-                    out["contexts"] = json.loads(stripped)
-                except json.JSONDecodeError as exc:
-                    raise RowError(f"'contexts' is not a JSON list: {exc.msg}.") from None
+                    out["contexts"] = parse_json(stripped)
+                except RowError as exc:
+                    raise RowError(f"'contexts' is not a JSON list: {exc}.") from None
             else:
                 out["contexts"] = [p.strip() for p in stripped.split("||") if p.strip()]
         else:
@@ -180,52 +314,60 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+class _Unreadable(Exception):
+    """A physical line of a CSV file that is not UTF-8 text; the rest cannot be trusted."""
+
+    def __init__(self, number: int, error: RowError) -> None:
+        super().__init__(str(error))
+        self.number, self.error = number, error
+
+
+def _csv_text(stream: IO[bytes], digest) -> Iterator[str]:
+    """Decoded lines for csv, with \r\n and lone \r (old Mac exports) read as \n."""
+    for number, text in _text_lines(stream, digest):
+        if isinstance(text, RowError):
+            raise _Unreadable(number, text)
+        *lines, last = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for line in lines:
+            yield line + "\n"
+        if last:
+            yield last
+
+
 def iter_csv(stream: IO[bytes], digest) -> Iterator[tuple[int, Any]]:
-    """(row number counting the header as 1, case dict or RowError), streamed."""
-    text = io.TextIOWrapper(_IterStream(_hashing_lines(stream, digest)), encoding="utf-8-sig")
-    reader = csv.DictReader(text)
+    """(row number counting the header as 1, case dict or RowError), streamed.
+
+    csv reads physical lines decoded one by one, so an encoding error names its own line and a
+    field never grows past csv.field_size_limit().
+    """
+    reader = csv.DictReader(_csv_text(stream, digest))
     try:
         header = reader.fieldnames
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except _Unreadable as exc:
+        yield exc.number, exc.error
+        return
+    except csv.Error as exc:
         yield 1, RowError(f"The header cannot be read: {exc}.")
         return
     if not header or "id" not in [h.strip() for h in header]:
         yield 1, RowError("The header must name an 'id' column.")
         return
     while True:
+        first = reader.reader.line_num + 1  # where the row starts (a quoted cell may span lines)
         try:
             row = next(reader)
         except StopIteration:
             return
-        except (UnicodeDecodeError, csv.Error) as exc:
-            yield reader.line_num, RowError(f"The row cannot be read: {exc}.")
+        except _Unreadable as exc:
+            yield exc.number, exc.error
+            return
+        except csv.Error as exc:
+            yield first, RowError(f"The row cannot be read: {exc}.")
             return
         try:
             yield reader.line_num, _csv_row(row)
         except RowError as exc:
             yield reader.line_num, exc
-
-
-class _IterStream(io.RawIOBase):
-    """A readable binary stream over an iterator of byte chunks (for TextIOWrapper)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
 
 
 def detect_format(filename: str, fmt: str | None) -> str:

@@ -3,7 +3,6 @@ one finalization that turns per-case results into distributions, a comparison an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -12,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -31,6 +30,7 @@ from ..choices import (
 )
 from ..models import Case, CaseResult, ModelArtifact, Run, RunBatch, RunOutput, Suite
 from . import execution
+from .datasets import RowError, check_storable, parse_json
 from .suites import suite_metrics
 
 logger = logging.getLogger(__name__)
@@ -244,9 +244,17 @@ def outputs_from_jsonl(lines: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
         if not text:
             continue
         try:
-            yield number, json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, f"not JSON ({exc.msg})"
+            yield number, parse_json(text)
+        except RowError as exc:
+            yield number, f"not JSON ({exc})"
+
+
+def _unstorable(text: str) -> str | None:
+    try:
+        check_storable(text, "output")
+    except RowError as exc:
+        return str(exc)
+    return None
 
 
 @transaction.atomic
@@ -292,6 +300,8 @@ def run_outputs_post(
             errors.append(f"line {number}: no case '{external_id}' in the suite's dataset.")
         elif not isinstance(output, str):
             errors.append(f"line {number}: 'output' must be text.")
+        elif (unstorable := _unstorable(output)) is not None:
+            errors.append(f"line {number}: {unstorable}")
         elif ids[external_id] in rows:
             errors.append(f"line {number}: case '{external_id}' appears twice.")
         else:
@@ -358,12 +368,38 @@ def _fail_run(run_id: int, message: str) -> bool:
     )
 
 
+def drop_broken_connection() -> None:
+    """Close the database connection if it broke, so that the next query opens a fresh one
+    (Django itself only checks between requests and tasks). Never inside a transaction."""
+    if connection.in_atomic_block or connection.connection is None:
+        return
+    if not connection.is_usable():
+        connection.close()
+
+
+def _retry_or_fail(batch_id: int, run_id: int, attempts: int, message: str) -> str:
+    """Hand a failed attempt's batch back and raise RetryBatch, or, once its attempts are
+    spent, fail the batch and its run."""
+    if attempts >= batch_max_attempts():
+        RunBatch.objects.filter(pk=batch_id).update(
+            status=BatchStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+        )
+        _fail_run(run_id, f"{message} (gave up after {attempts} attempts)")
+        return "failed"
+    RunBatch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED).update(
+        status=BatchStatus.PENDING, error=message[:2000]
+    )
+    raise execution.RetryBatch(message)
+
+
 def run_batch_execute(batch_id: int, *, queue: str = "") -> str:
     """Score one batch exactly once: claim it, produce outputs, score, write results.
 
     A re-delivered message finds the batch claimed or done and changes nothing; results are
     keyed by (run, case), so even an overlapping retry cannot write a case twice; the batch
-    that moves the run's done counter to the total enqueues the finalization.
+    that moves the run's done counter to the total enqueues the finalization. A database
+    connection lost after the claim takes the attempt's open transaction with it: the batch
+    is handed back on a fresh connection and retried, within its attempts.
     """
     now = timezone.now()
     claimed = RunBatch.objects.filter(pk=batch_id, status=BatchStatus.PENDING).update(
@@ -371,6 +407,18 @@ def run_batch_execute(batch_id: int, *, queue: str = "") -> str:
     )
     if not claimed:
         return "skipped"
+    try:
+        return _batch_score_and_write(batch_id, queue=queue, now=now)
+    except (OperationalError, InterfaceError) as exc:
+        drop_broken_connection()
+        message = f"Lost the database connection: {type(exc).__name__}: {exc}".strip()
+        logger.warning("batch %s: %s; handing it back", batch_id, message)
+        run_id, attempts = RunBatch.objects.values_list("run_id", "attempts").get(pk=batch_id)
+        return _retry_or_fail(batch_id, run_id, attempts, message)
+
+
+def _batch_score_and_write(batch_id: int, *, queue: str, now) -> str:
+    """Score a claimed batch's unscored cases and write their results in one transaction."""
     batch = RunBatch.objects.select_related(
         "run__suite", "run__prompt_version", "run__model_under_test"
     ).get(pk=batch_id)
@@ -399,18 +447,10 @@ def run_batch_execute(batch_id: int, *, queue: str = "") -> str:
         outputs = execution.produce_outputs(run, todo)
         results = execution.score_cases(run, todo, outputs)
     except Exception as exc:  # any failure of this attempt: retry, then fail the run
+        drop_broken_connection()
         logger.exception("batch %s of run %s failed", batch.index, run.pk)
         message = f"Batch {batch.index}: {type(exc).__name__}: {exc}"
-        if batch.attempts >= batch_max_attempts():
-            RunBatch.objects.filter(pk=batch_id).update(
-                status=BatchStatus.FAILED, error=message[:2000], finished_at=timezone.now()
-            )
-            _fail_run(run.pk, f"{message} (gave up after {batch.attempts} attempts)")
-            return "failed"
-        RunBatch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED).update(
-            status=BatchStatus.PENDING, error=message[:2000]
-        )
-        raise execution.RetryBatch(message) from exc
+        return _retry_or_fail(batch_id, run.pk, batch.attempts, message)
 
     with transaction.atomic():
         CaseResult.objects.bulk_create(results, batch_size=1000, ignore_conflicts=True)

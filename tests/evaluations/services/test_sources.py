@@ -165,7 +165,7 @@ def test_each_bad_upload_is_refused_or_marked_invalid_with_its_reason(
             actor=engineer,
             name="Not a model",
             task="sequence_classification",
-            model_file=io.BytesIO(b"\x80\x04pickle-ish bytes" * 10),
+            model_file=io.BytesIO(tiny_classifier(2).SerializeToString()[:500]),  # truncated
             tokenizer_file=io.BytesIO(minilm_tokenizer.read_bytes()),
             labels=["a", "b"],
         )
