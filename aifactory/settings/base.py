@@ -241,6 +241,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# On a lost broker connection, finish the task in hand and write its results (Celery 6 would
+# cancel it by default): batches are idempotent, and those whose messages the broker lost are
+# re-enqueued by the sweeper (tests/integration/test_faults_services.py).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- Evaluations -----------------------------------------------------------------------------
