@@ -9,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from apps.core.admin_actions import ServiceChangeFormMixin, service_action
+from apps.core.history import ScopedHistoryMixin
 
 from . import raci, services
 from .models import ApprovalRequest, Decision, RaciAssignment
@@ -76,7 +77,7 @@ def _decide(verdict):
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(SimpleHistoryAdmin):
+class ApprovalRequestAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
     list_display = [
         "id",
         "kind",

@@ -273,7 +273,9 @@ def _execute(request: ApprovalRequest, actor, *, note: str) -> None:
 
 
 def may_decide(user, request: ApprovalRequest) -> bool:
-    """Accountable members (and compliance) decide; Consulted people may comment too."""
+    """Accountable members decide (and anyone granted `approvals.decide_any`, which no group
+    holds by default: compliance approves where the RACI makes it Accountable); Consulted
+    people may comment too."""
     return user.pk in _people(request, Role.ACCOUNTABLE) or user.has_perm("approvals.decide_any")
 
 

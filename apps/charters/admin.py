@@ -11,6 +11,7 @@ from django.utils.html import format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from apps.core.admin_actions import service_action
+from apps.core.history import ScopedHistoryMixin
 
 from . import permissions, selectors, services
 from .models import Charter, Dependency, Metric
@@ -121,7 +122,7 @@ def _transition_action(name: str):
 
 
 @admin.register(Charter)
-class CharterAdmin(SimpleHistoryAdmin):
+class CharterAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
     form = CharterAdminForm
     list_display = (
         "title",
@@ -254,7 +255,7 @@ class CharterAdmin(SimpleHistoryAdmin):
             services.charter_delete(actor=request.user, charter=charter)
 
 
-class _ChildAdmin(SimpleHistoryAdmin):
+class _ChildAdmin(ScopedHistoryMixin, SimpleHistoryAdmin):
     """Metrics and dependencies: read-only, listed with their (visible) charter."""
 
     list_select_related = ("charter",)

@@ -2,7 +2,8 @@
 
 - view: whoever may view the charter, the object's owner, compliance (global view);
   library objects (no charter: the default scorer pack, starter suites) are visible to
-  every signed-in person; integrations with `run_suite` see every suite and its runs.
+  every signed-in person; integrations with `run_suite` see every suite and its runs, except
+  an application's service user: its keys reach only the charters shared with it.
 - author (upload a dataset version, edit a suite and its thresholds, upload or quantize an
   artifact, start or cancel a run): the owner, whoever may change the charter, and platform
   engineers who may view it. Library objects: platform engineers and superusers.
@@ -46,6 +47,14 @@ def can_author_under(user, charter) -> bool:
     )
 
 
+def runs_any_suite(user) -> bool:
+    """Whether `run_suite` reaches every suite: CI pipelines' service users, not applications'.
+
+    An application's key is scoped to its application: it runs (and sees) the suites of
+    charters shared with its service user, never another team's."""
+    return user.has_perm(RUN_PERM) and not hasattr(user, "application")
+
+
 def _owner_id(obj):
     if hasattr(obj, "output_source"):
         return obj.created_by_id
@@ -63,13 +72,17 @@ def can(user, action: str, obj) -> bool:
             user.has_perm(VIEW_PERM)
             or charter is None
             or _owner_id(obj) == user.pk
-            or (is_run_or_suite and user.has_perm(RUN_PERM))
+            or (is_run_or_suite and runs_any_suite(user))
             or charter_permissions.can(user, charter_permissions.VIEW, charter)
         )
     if action == AUTHOR:
         return _owner_id(obj) == user.pk or can_author_under(user, charter)
     if action == RUN:
-        return can(user, AUTHOR, obj) or user.has_perm(RUN_PERM)
+        return (
+            can(user, AUTHOR, obj)
+            or runs_any_suite(user)
+            or (user.has_perm(RUN_PERM) and can(user, VIEW, obj))
+        )
     raise ValueError(f"unknown evaluations action {action!r}")
 
 

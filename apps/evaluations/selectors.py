@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from apps.charters.selectors import charter_list_visible
 
 from .models import Dataset, ModelArtifact, Run, Suite
-from .permissions import RUN_PERM, VIEW_PERM
+from .permissions import VIEW_PERM, runs_any_suite
 
 
 def _scope(qs: QuerySet, user, *, owner_field: str, charter_field: str, extra: Q | None = None):
@@ -37,15 +37,15 @@ def artifact_list_visible(user) -> QuerySet[ModelArtifact]:
 
 
 def suite_list_visible(user) -> QuerySet[Suite]:
-    """Suites the user may see; CI service users see every suite."""
-    if user and user.is_authenticated and user.has_perm(RUN_PERM):
+    """Suites the user may see; CI service users see every suite (applications' do not)."""
+    if user and user.is_authenticated and runs_any_suite(user):
         return Suite.objects.all()
     return _scope(Suite.objects.all(), user, owner_field="owner", charter_field="charter")
 
 
 def run_list_visible(user) -> QuerySet[Run]:
     """Runs of suites the user may see."""
-    if user and user.is_authenticated and user.has_perm(RUN_PERM):
+    if user and user.is_authenticated and runs_any_suite(user):
         return Run.objects.all()
     return _scope(
         Run.objects.all(),

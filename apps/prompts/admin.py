@@ -32,7 +32,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from apps.charters.choices import RiskTier
 from apps.core.admin_actions import service_action
 from apps.core.errors import ApplicationError, ValidationFailed
-from apps.core.history import save_with_history
+from apps.core.history import ScopedHistoryMixin, save_with_history
 
 from . import content, permissions, policy, selectors, services
 from .choices import PromptStatus, Severity, VersionStatus
@@ -139,7 +139,7 @@ class ReadOnlyMixin:
         return False
 
 
-class PromptScopedMixin:
+class PromptScopedMixin(ScopedHistoryMixin):
     """Rows belong to a prompt: listed only for prompts the user may see, opened likewise.
 
     Guardian's admin would not filter the changelist (see PITFALLS), so the visibility

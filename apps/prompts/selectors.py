@@ -72,7 +72,9 @@ def _json_contains_supported() -> bool:
 
 def version_list(prompt: Prompt) -> QuerySet[PromptVersion]:
     """A prompt's versions, newest first, with authors and finding counts loaded."""
-    return prompt.versions.select_related("author", "decided_by", "parent").prefetch_related(
+    # Not prompt.versions: the API's prompt arrives with its versions prefetched, deferred.
+    versions = PromptVersion.objects.filter(prompt=prompt)
+    return versions.select_related("author", "decided_by", "parent").prefetch_related(
         Prefetch("findings", queryset=PolicyFinding.objects.select_related("rule", "waived_by"))
     )
 
