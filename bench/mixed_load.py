@@ -1,11 +1,14 @@
 """Mixed load on a production server, next to resolve on the same server idle.
 
 Runs what an operator runs, on loopback: gunicorn with `aifactory.settings.production`
-(as deploy/ starts it; requests carry the X-Forwarded-Proto header of the TLS proxy in
-front), one Celery worker (`--concurrency 1`, AIFACTORY_EVAL_THREADS=1, so one core stays
-with the web), PostgreSQL and Redis. Loads the demo workspace, then measures:
+as deploy/ starts it (4 workers x 4 threads; requests carry the X-Forwarded-Proto header of
+the TLS proxy in front), one Celery worker at Nice=10 as deploy/'s unit runs it
+(`--concurrency 1`, AIFACTORY_EVAL_THREADS=1), PostgreSQL and Redis. `--hot-workers N` adds
+the second, small pool for resolve and render that docs/OPERATIONS.md recommends where web
+and workers share a machine. Loads the demo workspace, then measures:
 
-1. baseline: resolve alone on the idle server, --clients clients as fast as they go;
+1. baseline: resolve alone on the idle server, --resolve-rate per second over --clients
+   clients (0: as fast as they go);
 2. mixed: the same resolve load while render, telemetry batches, evaluation runs (started
    through the API with fresh outputs, scored by the worker, polled until done), admin pages
    (a compliance officer's session) and scorecard pages (a business owner's session) run at
@@ -15,7 +18,7 @@ Prints requests/s, p50, p99 and errors for every kind of request, resolve's rati
 baseline, the share of the mixed phase the worker spent scoring, the load average, and
 PASS/MISS against the target. Exits non-zero on any error or when a service is missing.
 
-    .venv/bin/python bench/mixed_load.py [--duration 80] [--clients 16] [--json figures.json]
+    .venv/bin/python bench/mixed_load.py [--duration 80] [--hot-workers 2] [--json figures.json]
 
 Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/aifactory_bench_mixed;
 flushed), CELERY_BROKER_URL (default redis://127.0.0.1:6379/6), CACHE_URL (default: the
@@ -375,17 +378,27 @@ def main() -> int:
     parser.add_argument(
         "--resolve-rate",
         type=float,
-        default=0,
-        help="resolves per second over the clients (default 0: as fast as they go)",
+        default=300,
+        help="resolves per second over the clients (0: as fast as they go, which measures "
+        "throughput: latency is then clients / throughput)",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (deploy/: 4)")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per gunicorn worker (deploy/: 4)"
+    )
+    parser.add_argument(
+        "--hot-workers",
+        type=int,
+        default=0,
+        help="a second gunicorn pool of this many workers (x --threads) for resolve and render "
+        "only, as a proxy routing /api/v1/prompts/*/resolve|render would (0: one pool for all)",
+    )
     parser.add_argument("--eval-threads", type=int, default=1, help="AIFACTORY_EVAL_THREADS")
     parser.add_argument(
         "--worker-nice",
         type=int,
-        default=0,
-        help="nice level of the worker and its scheduling group (as CPUWeight= for a unit)",
+        default=10,
+        help="nice level of the worker and its scheduling group (deploy/'s unit: Nice=10)",
     )
     parser.add_argument("--render-rate", type=float, default=20, help="renders per second")
     parser.add_argument("--telemetry-rate", type=float, default=2, help="batches per second")
@@ -432,11 +445,12 @@ def main() -> int:
     seeded = seed()
 
     port = free_port()
+    hot_port = free_port() if args.hot_workers else port
     baseline_seconds = args.duration / 4
     mixed_seconds = args.duration - baseline_seconds
     python = Path(sys.executable)
 
-    def healthy() -> bool:
+    def healthy(port: int = port) -> bool:
         if not reachable("127.0.0.1", port):
             return False
         probe = Client(port, PROXY, timeout=5)
@@ -447,7 +461,7 @@ def main() -> int:
         finally:
             probe.close()
 
-    worker_log, web_log = var / "worker.log", var / "gunicorn.log"
+    worker_log = var / "worker.log"
     with Children() as children:
         worker = [
             str(python),
@@ -478,27 +492,40 @@ def main() -> int:
             nice=args.worker_nice,
             death_signal=signal.SIGQUIT,
         )
-        web_process = children.start(
-            "gunicorn",
-            [
-                str(python.with_name("gunicorn")),
-                "aifactory.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--timeout",
-                "120",
-            ],
-            env=env,
-            log=web_log,
-            ready=healthy,
+
+        def gunicorn(name: str, bind: int, workers: int):
+            return children.start(
+                name,
+                [
+                    str(python.with_name("gunicorn")),
+                    "aifactory.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{bind}",
+                    "--workers",
+                    str(workers),
+                    "--threads",
+                    str(args.threads),
+                    "--timeout",
+                    "120",
+                ],
+                env=env,
+                log=var / f"{name.replace(' ', '-')}.log",
+                ready=lambda: healthy(bind),
+            )
+
+        web_process = gunicorn("gunicorn", port, args.workers)
+        hot_process = (
+            gunicorn("gunicorn hot", hot_port, args.hot_workers) if args.hot_workers else None
         )
         say(
             f"gunicorn {args.workers} workers x {args.threads} threads on :{port}; worker "
             f"concurrency 1 x {args.eval_threads} ONNX threads, nice {args.worker_nice}"
+            + (
+                f"; resolve and render on a pool of {args.hot_workers} x {args.threads} on "
+                f":{hot_port}"
+                if args.hot_workers
+                else ""
+            )
         )
 
         app_headers = {**PROXY, "Authorization": f"Api-Key {seeded['app_key']}"}
@@ -534,18 +561,18 @@ def main() -> int:
         }
         local = threading.local()
 
-        def client(headers: dict, cookies: dict | None = None) -> Client:
-            """One connection per thread and kind of caller."""
-            key = (tuple(headers.items()), tuple((cookies or {}).items()))
+        def client(headers: dict, cookies: dict | None = None, to: int = port) -> Client:
+            """One connection per thread, kind of caller and pool."""
+            key = (tuple(headers.items()), tuple((cookies or {}).items()), to)
             if not hasattr(local, "clients"):
                 local.clients = {}
             if key not in local.clients:
-                local.clients[key] = Client(port, headers, cookies)
+                local.clients[key] = Client(to, headers, cookies)
             return local.clients[key]
 
         def render() -> None:
             body = next(render_bodies)
-            c = client(app_headers)
+            c = client(app_headers, to=hot_port)
             workloads["render"].call(
                 lambda: c.request("POST", RENDER, body, {"Content-Type": "application/json"})
             )
@@ -596,14 +623,16 @@ def main() -> int:
         if problems:
             sys.exit("pre-flight failed:\n" + "\n".join(problems))
         workloads = {name: Workload(name) for name in workloads}  # pre-flight does not count
-        resolve_phase(port, app_headers, args, 2, "warm-up")
+        resolve_phase(hot_port, app_headers, args, 2, "warm-up")
 
         groups = {"web": web_process.pid, "worker": worker_process.pid}
+        hot = [hot_process.pid] if hot_process else []
 
         def cpu_now() -> dict[str, float]:
-            used = cpu_seconds(groups.values())
+            used = cpu_seconds([*groups.values(), *hot])
             return {
                 **{name: used[pid] for name, pid in groups.items()},
+                "web": used[web_process.pid] + sum(used[pid] for pid in hot),  # both pools
                 "load generator": time.process_time(),
                 "machine": used[0],
                 "wall": time.monotonic(),
@@ -612,7 +641,7 @@ def main() -> int:
         load_before = os.getloadavg()
         cpu = {"baseline": [cpu_now()]}
         say(f"baseline: resolve alone, {args.clients} clients, {baseline_seconds:.0f} s")
-        idle = resolve_phase(port, app_headers, args, baseline_seconds, "resolve (idle)")
+        idle = resolve_phase(hot_port, app_headers, args, baseline_seconds, "resolve (idle)")
         cpu["baseline"].append(cpu_now())
 
         say(f"mixed: resolve with the background load, {mixed_seconds:.0f} s")
@@ -635,7 +664,7 @@ def main() -> int:
             time.sleep(0.05)
         began = time.time()
         cpu["mixed"] = [cpu_now()]
-        mixed = resolve_phase(port, app_headers, args, mixed_seconds, "resolve (mixed)")
+        mixed = resolve_phase(hot_port, app_headers, args, mixed_seconds, "resolve (mixed)")
         ended = time.time()
         cpu["mixed"].append(cpu_now())
         stop.set()

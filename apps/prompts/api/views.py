@@ -601,6 +601,37 @@ def _may_view(user_id: int, meta: dict, version: str, key: str, cached) -> bool:
     return allowed
 
 
+def _visible_meta(user, slug: str) -> dict:
+    """The prompt's cached meta if `user` may see it (decided as resolve decides, from the
+    shared cache), else NotFound, the same for a hidden prompt as for a missing one."""
+    keys = {
+        "meta": services.prompt_meta_cache_key(slug),
+        "version": hotcache.AUTHZ_VERSION_KEY,
+        "decision": f"authz:user:{user.pk}:prompt:{slug}",
+    }
+    cached = cache.get_many(list(keys.values()))
+    meta = cached.get(keys["meta"]) or _prompt_meta(slug, keys["meta"])
+    version = cached.get(keys["version"]) or hotcache.authz_version()
+    if meta is None or not _may_view(
+        user.pk, meta, version, keys["decision"], cached.get(keys["decision"])
+    ):
+        raise NotFound("No prompt matches the given query.")
+    return meta
+
+
+class _Resolved:
+    """A version as resolve's cached payload describes it (what rendering reads)."""
+
+    def __init__(self, payload: dict) -> None:
+        self.number = payload["version"]
+        self.content_hash = payload["content_hash"]
+        self.template_kind = payload["template_kind"]
+        self.variables = payload["variables"]
+        self.model_config = payload["model_config"]
+        self.messages = payload.get("messages") or []
+        self.text = payload.get("text") or ""
+
+
 def _label_payload(prompt_id: int, slug: str, label: str, cache_key: str) -> dict | None:
     target = Label.objects.select_related("version").filter(prompt_id=prompt_id, name=label).first()
     if target is None:
@@ -637,22 +668,20 @@ class RenderView(APIView):
         responses={200: s.RenderedSerializer, **ERRORS},
     )
     def post(self, request, slug: str):
-        prompt = _visible_prompt(request, slug)
+        meta = _visible_meta(request.user, slug)
         data = s.RenderSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         number = data.validated_data.get("version")
         if number is not None:
-            version = _version(prompt, number)
+            version = _version(Prompt.objects.get(pk=meta["id"]), number)
         else:
+            # A label renders from resolve's cached payload: no query once it is warm.
             label_name = data.validated_data.get("label", "production")
-            target = (
-                Label.objects.select_related("version")
-                .filter(prompt=prompt, name=label_name)
-                .first()
-            )
-            if target is None:
+            key = services.resolve_cache_key(slug, label_name)
+            payload = cache.get(key) or _label_payload(meta["id"], slug, label_name, key)
+            if payload is None:
                 raise NotFound(f"Prompt {slug} has no label {label_name!r}.")
-            version = target.version
+            version = _Resolved(json.loads(payload["json"]))
         sources = content.sources(version.template_kind, version.messages, version.text)
         try:
             rendered = rendering.render_many(

@@ -182,3 +182,36 @@ def test_resolve_refuses_an_address_that_keeps_guessing_keys(api, helpdesk, live
     response = as_app(api, helpdesk).get(URL)
     assert response.status_code == 429 and response.json()["code"] == "throttled"
     assert int(response["Retry-After"]) > 0
+
+
+RENDER = "/api/v1/prompts/support-reply/render"
+VARIABLES = {"variables": {"context": "Returns within 30 days.", "message": "Can I return?"}}
+
+
+def test_render_follows_the_label_and_access_at_once_despite_the_cache(
+    api, helpdesk, live, owner, compliance, prompt
+):
+    from apps.charters.services import charter_unshare
+
+    api = as_app(api, helpdesk)
+    assert api.post(RENDER, VARIABLES, format="json").json()["version"] == 1  # now cached
+    v2 = services.version_create(
+        actor=owner, prompt=prompt, fields=version_fields(model_config={"temperature": 0})
+    )
+    services.version_submit(actor=owner, version=v2)
+    services.version_approve(actor=compliance, version=v2)
+    services.promotion_execute(actor=owner, version=v2)
+    moved = api.post(RENDER, VARIABLES, format="json").json()
+    assert moved["version"] == 2 and moved["model_config"] == {"temperature": 0}
+
+    charter_unshare(actor=owner, charter=prompt.charter, user=helpdesk[0].service_user)
+    assert api.post(RENDER, VARIABLES, format="json").status_code == 404
+
+
+def test_render_of_a_label_needs_only_the_key_check_once_warm(
+    api, helpdesk, live, django_assert_max_num_queries
+):
+    api = as_app(api, helpdesk)
+    api.post(RENDER, VARIABLES, format="json")
+    with django_assert_max_num_queries(1):  # the API key check; nothing of the prompt
+        assert api.post(RENDER, VARIABLES, format="json").status_code == 200
