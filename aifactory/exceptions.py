@@ -3,7 +3,9 @@
 Body: {"detail": message, "code": code, "errors": {field: [messages]}}.
 """
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -44,6 +46,17 @@ def api_exception_handler(exc, context):
         return Response(
             {"detail": exc.message, "code": exc.code, "errors": exc.errors},
             status=exc.status_code,
+        )
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            {
+                "detail": f"The request body is larger than {limit:,} bytes: send it in parts "
+                "(run outputs also stream as JSONL to outputs.jsonl).",
+                "code": "too_large",
+                "errors": {},
+            },
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages

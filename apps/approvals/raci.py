@@ -245,6 +245,9 @@ def raci_assign(
         errors["who"] = ["Name either a person or a group."]
     if user is not None and not user.is_active:
         errors["who"] = ["That account is disabled."]
+    limit = RaciAssignment._meta.get_field("note").max_length
+    if len(note or "") > limit:
+        errors["note"] = [f"At most {limit} characters."]
     if errors:
         raise ValidationFailed("The assignment is not valid.", errors=errors)
     Charter.objects.select_for_update().filter(pk=getattr(charter, "pk", None)).first()

@@ -1,7 +1,11 @@
-"""Request-scoped correlation id, echoed in the response and available to services."""
+"""Request-scoped correlation id, echoed in the response and available to services; and
+the refusal of NUL characters, which no text column can store."""
 
+import re
 import uuid
 from contextvars import ContextVar
+
+from django.http import HttpResponseBadRequest, JsonResponse
 
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
 
@@ -40,3 +44,50 @@ def task_finished(task_id=None, **kwargs) -> None:
     token = _task_tokens.pop(task_id, None)
     if token is not None:
         correlation_id.reset(token)
+
+
+# A JSON "\u0000" escape: preceded by an even number of backslashes (an odd number would
+# make it the literal text "\u0000", which is storable).
+JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+NUL_MESSAGE = "Text cannot hold a NUL character (\\u0000): PostgreSQL cannot store it."
+
+
+def _nul_in(request) -> str | None:
+    """Where the request carries a NUL character as text, or None.
+
+    The path, query string, cookies and form fields are checked here; JSON bodies by the
+    API's parser (apps.core.api.parsers: reading them here would cap their size at
+    DATA_UPLOAD_MAX_MEMORY_SIZE); uploaded files by the services that read them (they report
+    the line at fault).
+    """
+    if "\x00" in request.path:
+        return "path"
+    fields = [("query", request.GET.lists()), ("cookie", request.COOKIES.items())]
+    content_type = request.content_type or ""
+    if content_type == "application/x-www-form-urlencoded":
+        fields.append(("body", request.POST.lists()))
+    for source, items in fields:
+        for key, values in items:
+            values = values if isinstance(values, list) else [values]
+            if "\x00" in key or any("\x00" in v for v in values):
+                return key.replace("\x00", "") or source
+    return None
+
+
+class RefuseNulMiddleware:
+    """Answers 400 to text holding NUL: SQLite would store it, PostgreSQL fails with a 500
+    wherever it reaches a query (search boxes, filters, JSON fields, reasons)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        where = _nul_in(request)
+        if where is None:
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            return JsonResponse(
+                {"detail": NUL_MESSAGE, "code": "invalid", "errors": {where: [NUL_MESSAGE]}},
+                status=400,
+            )
+        return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from .models import ApiKey, Notification
 
@@ -25,6 +26,8 @@ def notification_send(
 
     Re-running with the same key (a re-delivered task) creates and sends nothing new.
     """
+    # Titles quote what users typed (names, subjects): keep them within the column.
+    title = Truncator(title).chars(Notification._meta.get_field("title").max_length)
     created: list[Notification] = []
     for user in {u.pk: u for u in recipients}.values():
         try:
@@ -44,7 +47,8 @@ def notification_send(
         if note.recipient.email:
             link = f"{settings.SITE_URL}{note.url}" if note.url else ""
             send_mail(
-                subject=f"[AI Factory] {note.title}",
+                # A title quotes what users typed; a line break in a mail header is refused.
+                subject=" ".join(f"[AI Factory] {note.title}".split()),
                 message="\n\n".join(part for part in (note.body, link) if part),
                 from_email=None,
                 recipient_list=[note.recipient.email],

@@ -17,7 +17,7 @@ from apps.charters.models import Metric
 from apps.core.errors import ValidationFailed
 from apps.core.groups import INTEGRATIONS, in_group
 
-from .models import Observation, WorkflowEvent
+from .models import Observation, Rollup, WorkflowEvent
 
 MAX_ITEMS = 10_000
 STANDARD_SEGMENT_KEYS = {"language", "geography", "user_role", "task_type"}
@@ -53,6 +53,10 @@ def _when(raw: Any) -> dt.datetime:
     return value
 
 
+# Rollups keep each segment key in a column this wide.
+SEGMENT_KEY_LENGTH = Rollup._meta.get_field("segment_key").max_length
+
+
 def _segments(raw: Any, allowed: set[str]) -> dict[str, str]:
     if raw in (None, ""):
         return {}
@@ -65,6 +69,8 @@ def _segments(raw: Any, allowed: set[str]) -> dict[str, str]:
     for key, value in raw.items():
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValueError(f"Segment '{key}' must be text or a number.")
+        if len(key) > SEGMENT_KEY_LENGTH:
+            raise ValueError(f"Segment keys are at most {SEGMENT_KEY_LENGTH} characters.")
         cleaned[key] = str(value)[:100]
     return cleaned
 

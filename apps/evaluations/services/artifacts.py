@@ -165,6 +165,10 @@ def artifact_upload(
     )
     if task in TEXT_TASKS and tokenizer_file is None:
         errors["tokenizer_file"] = ["A text model needs its tokenizer.json."]
+    for field, value in (("name", name), ("source", source), ("license", license)):
+        limit = ModelArtifact._meta.get_field(field).max_length
+        if len(value or "") > limit:
+            errors[field] = [f"At most {limit} characters."]
     if errors:
         raise ValidationFailed("The model artifact is not valid.", errors=errors)
     from ..onnx.validate import sniff_upload

@@ -176,6 +176,10 @@ def run_start(
             ]
         if output_source != OutputSource.MODEL and output_source != OutputSource.POSTED:
             errors["output_source"] = ["A model under test produces its own outputs."]
+    for name, value in (("input_variable", input_variable), ("queue", queue)):
+        limit = Run._meta.get_field(name).max_length
+        if len(value or "") > limit:
+            errors[name] = [f"At most {limit} characters."]
     size = batch_size or int(_setting("EVALUATIONS_BATCH_SIZE", 100))
     if not 1 <= size <= 5000:
         errors["batch_size"] = ["Choose a batch size between 1 and 5000."]
