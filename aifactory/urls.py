@@ -49,3 +49,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]
+
+# Unmatched /api/ URLs answer in the API's error shape, not with the HTML page.
+handler404 = core_views.page_not_found

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 
 from .models import Notification
@@ -57,3 +58,10 @@ def inbox_mark_read(request):
         return HttpResponseNotAllowed(["POST"])
     notification_mark_read(actor=request.user)
     return redirect("inbox")
+
+
+def page_not_found(request, exception):
+    """A URL that matches nothing: API clients get the API's error body, people the 404 page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found", "errors": {}}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -82,8 +82,10 @@ class _Metrics:
         slugs = {i.get("charter") for i in items if isinstance(i, Mapping) and i.get("charter")}
         ids = {i.get("metric_id") for i in items if isinstance(i, Mapping) and i.get("metric_id")}
         qs = Metric.objects.select_related("charter").filter(charter__slug__in=slugs)
+        # Only ids the database can hold (a larger number failed the whole query), and no
+        # `true`, which Python counts as the id 1.
         by_id = Metric.objects.select_related("charter").filter(
-            pk__in=[i for i in ids if isinstance(i, int)]
+            pk__in=[i for i in ids if type(i) is int and 0 < i < 2**63]
         )
         self.by_name = {(m.charter.slug, m.name): m for m in qs}
         self.by_id = {m.pk: m for m in by_id}

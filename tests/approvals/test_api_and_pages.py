@@ -49,7 +49,7 @@ def test_raci_matrix_through_the_api(api, owner, engineer, charter):
 def test_inbox_decide_and_evidence_pack(api, owner, compliance, outsider, candidate):
     request = services.promotion_request(actor=owner, version=candidate, reason="Grounding fix")
     api.force_authenticate(compliance)
-    mine = api.get("/api/v1/approvals/requests/?mine=1").json()
+    mine = api.get("/api/v1/approvals/requests/?mine=1").json()["results"]
     assert [r["id"] for r in mine] == [request.pk]
     decided = api.post(
         f"/api/v1/approvals/requests/{request.pk}/decide/",

@@ -9,9 +9,9 @@ from apps.approvals.models import ApprovalRequest, Decision, RaciAssignment
 
 
 class RaciSerializer(serializers.ModelSerializer):
-    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    group = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = RaciAssignment
@@ -53,7 +53,7 @@ class DecideSerializer(serializers.Serializer):
 
 class ApprovalRequestSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     subject = serializers.CharField(read_only=True)
     decisions = DecisionSerializer(many=True, read_only=True)
     url = serializers.SerializerMethodField()

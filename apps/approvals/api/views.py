@@ -98,8 +98,9 @@ class ApprovalRequestViewSet(
     )
     def list(self, request, *args, **kwargs):
         if request.query_params.get("mine", "").lower() in {"1", "true", "yes"}:
-            page = services.inbox_for(request.user)
-            return Response(
+            # Paged like the full list: one response shape whatever the query.
+            page = self.paginate_queryset(services.inbox_for(request.user))
+            return self.get_paginated_response(
                 s.ApprovalRequestSerializer(page, many=True, context={"request": request}).data
             )
         return super().list(request, *args, **kwargs)

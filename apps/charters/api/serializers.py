@@ -69,7 +69,9 @@ class CharterSerializer(serializers.ModelSerializer):
     """A charter as the API reads and writes it; nested lists replace when given."""
 
     business_owner = UsernameField(required=False)
-    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approved_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     metrics = MetricSerializer(many=True, required=False)
     dependencies = DependencySerializer(many=True, required=False)
     review_overdue = serializers.BooleanField(read_only=True)

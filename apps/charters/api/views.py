@@ -202,7 +202,8 @@ class CharterViewSet(
         request=ShareSerializer,
         responses={200: AccessEntrySerializer(many=True), **ERRORS},
     )
-    @action(detail=True, methods=["post"])
+    # Answers the access list as `access` does: neither paged nor filtered.
+    @action(detail=True, methods=["post"], pagination_class=None, filter_backends=[])
     def share(self, request, slug=None):
         charter = self.get_object()
         data = ShareSerializer(data=request.data)
@@ -220,7 +221,7 @@ class CharterViewSet(
         request=UnshareSerializer,
         responses={200: AccessEntrySerializer(many=True), **ERRORS},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], pagination_class=None, filter_backends=[])
     def unshare(self, request, slug=None):
         charter = self.get_object()
         data = UnshareSerializer(data=request.data)
@@ -234,7 +235,8 @@ class CharterViewSet(
         summary="Who has access to the charter",
         responses={200: AccessEntrySerializer(many=True), 404: ERRORS[404]},
     )
-    @action(detail=True, methods=["get"])
+    # A plain list: neither paged nor filtered like the charter list.
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def access(self, request, slug=None):
         return Response(self._access(self.get_object()))
 

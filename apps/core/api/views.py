@@ -13,7 +13,8 @@ from apps.core.services import notification_mark_read
 class MeSerializer(serializers.Serializer):
     username = serializers.CharField()
     full_name = serializers.CharField()
-    email = serializers.EmailField()
+    # Service users and some people have no address: "" rather than an e-mail then.
+    email = serializers.CharField(allow_blank=True)
     groups = serializers.ListField(child=serializers.CharField())
     is_staff = serializers.BooleanField()
 
@@ -25,7 +26,10 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class MarkReadSerializer(serializers.Serializer):
-    ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    # Bounded as the ids the database stores: a larger number failed the query (500).
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False
+    )
 
 
 class MarkedSerializer(serializers.Serializer):

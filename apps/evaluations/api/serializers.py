@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from apps.charters.models import Charter
-from apps.evaluations.choices import Aggregate, ArtifactTask, Comparator, OutputSource
+from apps.evaluations.choices import Aggregate, ArtifactTask, Comparator, OutputSource, Verdict
 from apps.evaluations.models import (
     Case,
     CaseResult,
@@ -38,8 +38,8 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    prompt = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    prompt = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     latest_version = serializers.SerializerMethodField()
 
@@ -98,9 +98,11 @@ class CaseSerializer(serializers.ModelSerializer):
 
 
 class ArtifactSerializer(serializers.ModelSerializer):
-    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    quantized_from = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    quantized_from = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ModelArtifact
@@ -177,8 +179,8 @@ class ThresholdSerializer(serializers.ModelSerializer):
 
 
 class SuiteSerializer(serializers.ModelSerializer):
-    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    prompt = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    charter = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    prompt = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     dataset = serializers.CharField(source="dataset_version.dataset.slug", read_only=True)
     dataset_version = serializers.IntegerField(source="dataset_version.number", read_only=True)
@@ -230,8 +232,12 @@ class RunSerializer(serializers.ModelSerializer):
     suite = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     prompt = serializers.SerializerMethodField()
     prompt_version = serializers.SerializerMethodField()
-    model_under_test = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    model_under_test = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Blank until the run completes (a read-only model field would lose allow_blank).
+    verdict = serializers.ChoiceField(choices=Verdict.choices, allow_blank=True, read_only=True)
     progress = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 

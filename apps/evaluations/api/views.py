@@ -15,12 +15,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.charters.selectors import charter_list_visible
 from apps.core import uploads
+from apps.core.api.parsers import JSONParser
 from apps.core.errors import ValidationFailed, hidden_reference
 from apps.evaluations import permissions, selectors, services
 from apps.evaluations.choices import ACTIVE_RUN_STATUSES, RunStatus
@@ -108,7 +109,14 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         request={"multipart/form-data": s.DatasetUploadSerializer},
         responses={201: s.DatasetVersionSerializer, **ERRORS},
     )
-    @action(detail=True, methods=["get", "post"], url_path="versions")
+    # A plain list (a dataset has few versions): neither paged nor filtered like the datasets.
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        url_path="versions",
+        pagination_class=None,
+        filter_backends=[],
+    )
     def versions(self, request, slug=None):
         dataset = self.get_object()
         if request.method == "GET":
@@ -312,7 +320,8 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         responses={201: s.ThresholdSerializer, **ERRORS},
     )
     @extend_schema(methods=["GET"], responses=s.ThresholdSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    # A plain list (a suite has a few thresholds): neither paged nor filtered like the suites.
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def thresholds(self, request, slug=None):
         suite = self.get_object()
         if request.method == "GET":
@@ -586,7 +595,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         ],
         responses=s.CaseResultSerializer(many=True),
     )
-    @action(detail=True, methods=["get"])
+    # Paged, but filtered by its own parameters, not by the run list's filters.
+    @action(detail=True, methods=["get"], filter_backends=[])
     def results(self, request, pk=None):
         run = self.get_object()
         qs = CaseResult.objects.filter(run=run).select_related("case").order_by("case__position")
@@ -607,8 +617,21 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         )
 
 
+class JsonlStreamParser(BaseParser):
+    """Accepts a JSONL body without reading it: the view streams it line by line. Without a
+    parser for the type, the CSRF check of a signed-in session (which reads request.POST)
+    answered 415 before the view ran."""
+
+    media_type = "application/x-ndjson"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
+
+
 class OutputsJsonlView(APIView):
     """Post outputs as a JSONL body (one {"id", "output"} per line), streamed line by line."""
+
+    parser_classes = [JsonlStreamParser]
 
     @extend_schema(
         summary="Post outputs as JSONL (application/x-ndjson)",

@@ -19,7 +19,7 @@ class PromptSerializer(serializers.ModelSerializer):
         slug_field="slug", queryset=Charter.objects.all(), allow_null=True, required=False
     )
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    successor = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    successor = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     labels = serializers.SerializerMethodField()
     latest_version = serializers.SerializerMethodField()
     forked_from = serializers.SerializerMethodField()
@@ -100,7 +100,7 @@ class PromptCreateSerializer(PromptSerializer):
 class FindingSerializer(serializers.ModelSerializer):
     rule = serializers.CharField(source="rule.code", read_only=True)
     rule_title = serializers.CharField(source="rule.title", read_only=True)
-    waived_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    waived_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = PolicyFinding
@@ -122,8 +122,10 @@ class FindingSerializer(serializers.ModelSerializer):
 
 class VersionSerializer(serializers.ModelSerializer):
     author = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    parent = serializers.SlugRelatedField(slug_field="number", read_only=True)
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    parent = serializers.SlugRelatedField(slug_field="number", read_only=True, allow_null=True)
     findings = FindingSerializer(many=True, read_only=True)
 
     class Meta:
@@ -156,7 +158,9 @@ class LabelSerializer(serializers.Serializer):
 
 
 class LabelMoveSerializer(serializers.ModelSerializer):
-    from_version = serializers.SlugRelatedField(slug_field="number", read_only=True)
+    from_version = serializers.SlugRelatedField(
+        slug_field="number", read_only=True, allow_null=True
+    )
     to_version = serializers.SlugRelatedField(slug_field="number", read_only=True)
     moved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 

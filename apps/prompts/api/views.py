@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from email.utils import format_datetime
 
 from django.contrib.auth import get_user_model
@@ -151,7 +152,8 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         responses={201: s.VersionSerializer, **ERRORS},
         methods=["POST"],
     )
-    @action(detail=True, methods=["get", "post"])
+    # A plain list: neither paged nor filtered like the prompt list.
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def versions(self, request, slug=None):
         prompt = self.get_object()
         if request.method == "GET":
@@ -506,7 +508,8 @@ class ResolveView(APIView):
             "key": hotcache.key_cache_key(caller[4:]) if plain else None,
             "failures": ratelimit.API_KEYS.key(address) if plain else None,
             "meta": services.prompt_meta_cache_key(slug),
-            "payload": services.resolve_cache_key(slug, label),
+            # Label names are slugs: anything else is no label, and never a cache key.
+            "payload": services.resolve_cache_key(slug, label) if LABEL.fullmatch(label) else None,
             "version": hotcache.AUTHZ_VERSION_KEY,
             "decision": f"authz:{caller}:prompt:{slug}",
         }
@@ -537,8 +540,8 @@ class ResolveView(APIView):
             return _problem("No prompt matches the given query.", "not_found", 404)
         if meta["status"] == PromptStatus.RETIRED:
             return _problem(f"Prompt {slug} is retired.", "gone", 410, successor=meta["successor"])
-        payload = cached.get(keys["payload"]) or _label_payload(
-            meta["id"], slug, label, keys["payload"]
+        payload = keys["payload"] and (
+            cached.get(keys["payload"]) or _label_payload(meta["id"], slug, label, keys["payload"])
         )
         if payload is None:
             return _problem(f"Prompt {slug} has no label {label!r}.", "not_found", 404)
@@ -557,6 +560,9 @@ class ResolveView(APIView):
             + f', "status": {json.dumps(meta["status"])}, "successor": {json.dumps(meta["successor"])}}}'
         )
         return HttpResponse(body, content_type="application/json", headers=headers)
+
+
+LABEL = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 
 def _problem(detail: str, code: str, status_code: int, **extra) -> JsonResponse:
@@ -678,8 +684,10 @@ class RenderView(APIView):
             # A label renders from resolve's cached payload: no query once it is warm.
             label_name = data.validated_data.get("label", "production")
             key = services.resolve_cache_key(slug, label_name)
-            payload = cache.get(key) or _label_payload(meta["id"], slug, label_name, key)
-            if payload is None:
+            payload = LABEL.fullmatch(label_name) and (
+                cache.get(key) or _label_payload(meta["id"], slug, label_name, key)
+            )
+            if not payload:
                 raise NotFound(f"Prompt {slug} has no label {label_name!r}.")
             version = _Resolved(json.loads(payload["json"]))
         sources = content.sources(version.template_kind, version.messages, version.text)
@@ -762,7 +770,8 @@ class ApplicationViewSet(
         responses={201: s.NewKeySerializer, **ERRORS},
         methods=["POST"],
     )
-    @action(detail=True, methods=["get", "post"])
+    # Plain lists, not paged like the application list.
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def keys(self, request, slug=None):
         application = self.get_object()
         if request.method == "GET":
@@ -795,7 +804,7 @@ class ApplicationViewSet(
         summary="Which prompts and labels this application reads",
         responses={200: s.ConsumerSerializer(many=True)},
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def consumptions(self, request, slug=None):
         rows = self.get_object().consumptions.select_related("prompt")
         return Response(s.ConsumerSerializer(rows, many=True).data)

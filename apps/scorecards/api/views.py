@@ -134,6 +134,34 @@ def portfolio_csv(rows) -> HttpResponse:
     return response
 
 
+class LiveEvaluationSerializer(serializers.Serializer):
+    prompt = serializers.CharField()
+    version = serializers.IntegerField()
+    verdict = serializers.CharField(help_text="pass, fail or `no evaluation`")
+
+
+class PortfolioRowSerializer(serializers.Serializer):
+    """One charter of the portfolio (selectors.portfolio)."""
+
+    slug = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.CharField()
+    risk_tier = serializers.CharField()
+    owner = serializers.CharField()
+    primary_metric = serializers.CharField(allow_null=True)
+    primary_current = serializers.FloatField(allow_null=True)
+    primary_target = serializers.FloatField(allow_null=True)
+    primary_status = serializers.CharField()
+    layers = serializers.DictField(child=serializers.CharField(), help_text="layer: status")
+    open_approvals = serializers.IntegerField()
+    live_evaluations = LiveEvaluationSerializer(many=True)
+    review_overdue = serializers.BooleanField()
+    open_drift_alerts = serializers.IntegerField()
+    call = serializers.CharField()
+    rule = serializers.CharField()
+    url = serializers.CharField()
+
+
 class PortfolioView(APIView):
     """The AI pulse across every charter you may see (`?as=csv` for spreadsheets)."""
 
@@ -142,7 +170,10 @@ class PortfolioView(APIView):
             OpenApiParameter("window", int),
             OpenApiParameter("as", str, enum=["json", "csv"]),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            (200, "application/json"): PortfolioRowSerializer(many=True),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="With ?as=csv"),
+        },
     )
     def get(self, request):
         rows = selectors.portfolio(request.user, window_days=_window(request))

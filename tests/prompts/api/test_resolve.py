@@ -215,3 +215,12 @@ def test_render_of_a_label_needs_only_the_key_check_once_warm(
     api.post(RENDER, VARIABLES, format="json")
     with django_assert_max_num_queries(1):  # the API key check; nothing of the prompt
         assert api.post(RENDER, VARIABLES, format="json").status_code == 200
+
+
+def test_a_label_that_is_no_slug_is_no_label_and_never_a_cache_key(api, helpdesk, live):
+    api = as_app(api, helpdesk)
+    for junk in ["prod uction", "a:b", "\u00e9t\u00e9", "x" * 65]:
+        assert api.get(URL, {"label": junk}).status_code == 404
+        rendered = api.post(RENDER, {**VARIABLES, "label": junk}, format="json")
+        assert rendered.status_code in (400, 404)  # the serializer may refuse it first
+    assert not [key for key in cache._cache if "resolve" in key and "production" not in key]
