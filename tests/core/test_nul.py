@@ -73,3 +73,28 @@ def test_a_nul_in_a_query_is_refused_on_pages_and_in_the_api(owner):
     assert client.get("/prompts/?q=a\x00b").status_code == 400
     api = client.get("/api/v1/charters/?search=a\x00b")
     assert api.status_code == 400 and "NUL" in api.json()["detail"]
+
+
+def test_a_nul_in_a_form_or_multipart_field_is_refused(owner, charter, media):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(owner)
+    form = api.patch(
+        f"/api/v1/charters/{charter.slug}/",
+        "title=a%00b",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert form.status_code == 400 and "NUL" in form.json()["errors"]["title"][0]
+    upload = api.post(
+        "/api/v1/evaluations/artifacts/",
+        {
+            "name": "Model",
+            "task": "sequence_classification",
+            "charter": "a\x00b",
+            "model_file": SimpleUploadedFile("model.onnx", b"\x08\x07"),
+        },
+        format="multipart",
+    )
+    assert upload.status_code == 400 and "NUL" in upload.json()["errors"]["charter"][0]

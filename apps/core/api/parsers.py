@@ -1,4 +1,5 @@
-"""The API's JSON parser: DRF's, refusing NUL characters, which no text column can store."""
+"""The API's parsers: DRF's, refusing NUL characters in text, which no text column can store
+(SQLite keeps them, PostgreSQL fails the query: a 500 wherever they reached one)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,36 @@ from apps.core.errors import ValidationFailed
 from apps.core.middleware import JSON_NUL, NUL_MESSAGE
 
 
+def _refuse(field: str):
+    raise ValidationFailed(NUL_MESSAGE, errors={field or "body": [NUL_MESSAGE]})
+
+
+def _check_fields(data) -> None:
+    """Refuse a form's text fields (not its files) that hold a NUL."""
+    for key, values in data.lists():
+        if "\x00" in key or any(isinstance(v, str) and "\x00" in v for v in values):
+            _refuse(key.replace("\x00", ""))
+
+
 class JSONParser(parsers.JSONParser):
-    """Reads the body as DRF does (any size the view accepts); a `\\u0000` escape in it is
-    refused as invalid input before anything reaches the database (PostgreSQL would fail)."""
+    """Reads the body as DRF does; a `\\u0000` escape in it is refused as invalid input."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         data = stream.read() if stream is not None else b""
         if JSON_NUL.search(data):
-            raise ValidationFailed(NUL_MESSAGE, errors={"body": [NUL_MESSAGE]})
+            _refuse("body")
         return super().parse(io.BytesIO(data), media_type, parser_context)
+
+
+class FormParser(parsers.FormParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        _check_fields(data)
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        result = super().parse(stream, media_type, parser_context)
+        _check_fields(result.data)
+        return result

@@ -15,13 +15,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.charters.selectors import charter_list_visible
 from apps.core import uploads
-from apps.core.api.parsers import JSONParser
+from apps.core.api.parsers import FormParser, JSONParser, MultiPartParser
 from apps.core.errors import ValidationFailed, hidden_reference
 from apps.evaluations import permissions, selectors, services
 from apps.evaluations.choices import ACTIVE_RUN_STATUSES, RunStatus
