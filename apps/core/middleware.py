@@ -52,25 +52,31 @@ JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 NUL_MESSAGE = "Text cannot hold a NUL character (\\u0000): PostgreSQL cannot store it."
 
 
+def nul_field(items, default: str) -> str | None:
+    """The first (field, value or values) pair holding a NUL, by its field name (`default`
+    when the name itself is only NUL), or None. Values that are not text (files) pass."""
+    for key, values in items:
+        values = values if isinstance(values, list) else [values]
+        if "\x00" in key or any(isinstance(v, str) and "\x00" in v for v in values):
+            return key.replace("\x00", "") or default
+    return None
+
+
 def _nul_in(request) -> str | None:
     """Where the request carries a NUL character as text, or None.
 
-    The path, query string, cookies and form fields are checked here; JSON bodies by the
-    API's parser (apps.core.api.parsers: reading them here would cap their size at
-    DATA_UPLOAD_MAX_MEMORY_SIZE); uploaded files by the services that read them (they report
-    the line at fault).
+    The path, query string, cookies and web form fields are checked here; API bodies by the
+    API's parsers (apps.core.api.parsers), which read them anyway; uploaded files by the
+    services that read them (they report the line at fault).
     """
     if "\x00" in request.path:
         return "path"
     fields = [("query", request.GET.lists()), ("cookie", request.COOKIES.items())]
-    content_type = request.content_type or ""
-    if content_type == "application/x-www-form-urlencoded":
+    if request.content_type == "application/x-www-form-urlencoded":
         fields.append(("body", request.POST.lists()))
     for source, items in fields:
-        for key, values in items:
-            values = values if isinstance(values, list) else [values]
-            if "\x00" in key or any("\x00" in v for v in values):
-                return key.replace("\x00", "") or source
+        if (field := nul_field(items, source)) is not None:
+            return field
     return None
 
 

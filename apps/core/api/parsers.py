@@ -8,7 +8,7 @@ import io
 from rest_framework import parsers
 
 from apps.core.errors import ValidationFailed
-from apps.core.middleware import JSON_NUL, NUL_MESSAGE
+from apps.core.middleware import JSON_NUL, NUL_MESSAGE, nul_field
 
 
 def _refuse(field: str):
@@ -17,9 +17,8 @@ def _refuse(field: str):
 
 def _check_fields(data) -> None:
     """Refuse a form's text fields (not its files) that hold a NUL."""
-    for key, values in data.lists():
-        if "\x00" in key or any(isinstance(v, str) and "\x00" in v for v in values):
-            _refuse(key.replace("\x00", ""))
+    if (field := nul_field(data.lists(), "body")) is not None:
+        _refuse(field)
 
 
 class JSONParser(parsers.JSONParser):
