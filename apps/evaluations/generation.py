@@ -3,7 +3,10 @@
 A pure module, no database: render a prompt version with a case's variables
 (`build_messages`), shape the request body (`build_request`), send it with retries
 (`complete`), or send many at once with bounded concurrency (`generate_many`).
-Only the standard library talks HTTP, so the air-gapped install needs nothing more.
+Only the standard library talks HTTP, so the air-gapped install needs nothing more, and only
+through the egress opener (apps/core/egress.py): the endpoint's own host, its checked address,
+no redirect to another host, no proxy from the environment. Callers get an `Endpoint` from the
+model registry (`from_target`), never from a URL a user typed.
 
 Every failure of one case is a `GenerationError` with a message fit to store next to
 the case (`RunOutput.error`); one case failing never stops the others.
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from apps.core import egress
 from apps.prompts import rendering
 
 logger = logging.getLogger(__name__)
@@ -100,6 +104,7 @@ class Endpoint:
     backoff_s: float = 0.5
     concurrency: int = 4
     extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    opener: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         url = urllib.parse.urlsplit(self.base_url.strip())
@@ -133,6 +138,19 @@ class Endpoint:
             "concurrency": self.concurrency,
             "extra_headers": sorted(self.extra_headers),
         }
+
+
+def from_target(target) -> Endpoint:
+    """The endpoint to call for a registry `CallTarget` (apps.registry.services.call_target)."""
+    return Endpoint(
+        base_url=target.base_url,
+        api_key=target.api_key,
+        model=target.model,
+        timeout_s=target.timeout_s,
+        max_retries=target.max_retries,
+        concurrency=target.concurrency,
+        opener=target.opener,
+    )
 
 
 @dataclass(frozen=True)
@@ -215,7 +233,8 @@ def complete(
     Connection errors, timeouts, 408, 429 and 5xx are retried up to `endpoint.max_retries`
     times (so at most 1 + max_retries attempts) with exponential backoff and jitter; a 429's
     Retry-After is honoured up to MAX_RETRY_AFTER_S. Other 4xx and unreadable answers fail
-    at once. `opener` defaults to urllib's, which honours the *_proxy environment variables.
+    at once, and so does an address the egress rules refuse. `opener` defaults to the
+    endpoint's, else an egress opener for public addresses of the endpoint's host only.
     """
     try:
         data = json.dumps(payload).encode()
@@ -229,7 +248,7 @@ def complete(
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.api_key}"
     headers.update(endpoint.extra_headers)
-    opener = opener or urllib.request.build_opener()
+    opener = opener or endpoint.opener or egress.build_opener(base_url=endpoint.base_url)
 
     attempt = 0
     while True:
@@ -240,6 +259,10 @@ def complete(
             with opener.open(request, timeout=endpoint.timeout_s) as response:
                 body = response.read()
             latency_ms = (time.perf_counter() - started) * 1000
+        except egress.EgressRefused as exc:
+            raise GenerationError(
+                f"Refused to contact the endpoint: {exc.message}", attempts=attempt
+            ) from None
         except urllib.error.HTTPError as exc:
             failure = _http_failure(exc, attempt)
             retry_after = _retry_after(exc.headers.get("Retry-After")) if exc.headers else None

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from apps.core import egress
 from apps.evaluations import generation
 from apps.evaluations.generation import (
     Completion,
@@ -42,8 +43,17 @@ def sleeps():
     return []
 
 
+def local(base_url: str, **fields) -> Endpoint:
+    """An endpoint on a test server on the loopback (a private address, allowed explicitly)."""
+    return Endpoint(
+        base_url=base_url,
+        opener=egress.build_opener(base_url=base_url, allow_private=True),
+        **fields,
+    )
+
+
 def endpoint_for(server, **overrides):
-    return Endpoint(base_url=server.base_url, **{"backoff_s": 0.5, **overrides})
+    return local(server.base_url, **{"backoff_s": 0.5, **overrides})
 
 
 # Rendering and request bodies
@@ -240,7 +250,7 @@ def test_gives_up_on_an_unreachable_server_naming_the_cause(sleeps):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
+    endpoint = local(f"http://127.0.0.1:{port}/v1", max_retries=1)
 
     with pytest.raises(GenerationError) as exc:
         complete(endpoint, {"messages": []}, sleep=sleeps.append)
@@ -266,7 +276,7 @@ def test_a_client_error_is_not_retried_and_surfaces_the_servers_message(stub, sl
 def test_a_wrong_key_is_not_retried():
     with OpenAIStub(api_key="right") as server:
         with pytest.raises(GenerationError) as exc:
-            complete(Endpoint(base_url=server.base_url, api_key="wrong"), {"messages": []})
+            complete(local(server.base_url, api_key="wrong"), {"messages": []})
 
         assert exc.value.status == 401
         assert "Incorrect API key" in exc.value.message
@@ -298,7 +308,7 @@ def test_an_unreadable_answer_fails_at_once_with_a_clear_message(stub, sleeps, s
 
 def test_generate_many_keeps_to_the_concurrency_limit_and_keys_each_result():
     with OpenAIStub(delay=0.15) as server:
-        endpoint = Endpoint(base_url=server.base_url, concurrency=3)
+        endpoint = local(server.base_url, concurrency=3)
         items = (
             (case_id, {"messages": [{"role": "user", "content": f"case {case_id}"}]})
             for case_id in range(1, 8)
@@ -330,9 +340,7 @@ def test_one_failing_case_does_not_stop_the_others(sleeps):
             for i, text in enumerate(["a", "b", "boom", "c", "d"])
         ]
 
-        results = generate_many(
-            Endpoint(base_url=server.base_url, concurrency=2), items, sleep=sleeps.append
-        )
+        results = generate_many(local(server.base_url, concurrency=2), items, sleep=sleeps.append)
 
     failed = results.pop("case-2")
     assert isinstance(failed, GenerationError)
@@ -352,3 +360,11 @@ def test_generate_many_refuses_duplicate_keys(stub):
 
     with pytest.raises(ValueError, match="Duplicate case key 'same'"):
         generate_many(endpoint_for(stub), items)
+
+
+def test_a_loopback_server_is_refused_without_an_explicit_allowance(stub, sleeps):
+    with pytest.raises(GenerationError) as exc:
+        complete(Endpoint(base_url=stub.base_url), {"messages": []}, sleep=sleeps.append)
+    assert "Refused to contact the endpoint" in exc.value.message
+    assert exc.value.attempts == 1 and not exc.value.retryable
+    assert stub.requests == []
