@@ -24,6 +24,7 @@ api_v1 = [
     path("", include("apps.evaluations.api.urls")),
     path("", include("apps.approvals.api.urls")),
     path("", include("apps.scorecards.api.urls")),
+    path("", include("apps.registry.api.urls")),
 ]
 
 urlpatterns = [
@@ -44,6 +45,7 @@ urlpatterns = [
     path("evaluations/", include("apps.evaluations.urls")),
     path("approvals/", include("apps.approvals.urls")),
     path("scorecards/", include("apps.scorecards.urls")),
+    path("registry/", include("apps.registry.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -134,3 +134,26 @@ class DependencyFactory(factory.django.DjangoModelFactory):
     kind = DependencyKind.SYSTEM
     name = factory.Sequence(lambda n: f"Zendesk {n}")
     notes = "Reads tickets, writes draft replies."
+
+
+def approved_endpoint(base_url, *, slug="local-llm", models=("local-llm",), **fields):
+    """An approved registry endpoint for a test server on the loopback (allowed as private).
+
+    Tests build it directly: approval itself is tested through the approvals workflow."""
+    from apps.registry.models import ModelEndpoint
+
+    values = {
+        "name": slug.replace("-", " ").title(),
+        "base_url": base_url,
+        "model_names": list(models),
+        "vendor": "internal",
+        "data_location": "on_premises",
+        "status": "approved",
+        "allow_private": True,
+        "allow_private_reason": "test model server on the loopback",
+        "max_retries": 0,
+        "timeout_s": 5,
+        **fields,
+    }
+    endpoint, _ = ModelEndpoint.objects.update_or_create(slug=slug, defaults=values)
+    return endpoint

@@ -82,7 +82,13 @@ EXCLUDED = {
     ("approvals.ApprovalRequest", "risk_tier"),  # a copy of a choice
     ("approvals.Decision", "roles"),  # R/A/C/I codes
     ("approvals.RaciGrant", "codename"),  # permission codenames
-    ("gateway.Route", "base_url"),  # a validated URL
+    ("registry.ModelEndpoint", "base_url"),  # a URL checked by the egress rules
+    ("registry.ModelEndpoint", "slug"),  # a slug
+    ("registry.ModelEndpoint", "provider_kind"),  # a choice
+    ("registry.ModelEndpoint", "data_location"),  # a choice
+    ("registry.ModelEndpoint", "training_use"),  # a choice
+    ("registry.ModelEndpoint", "status"),  # a choice
+    ("registry.ModelEndpoint", "risk_tiers"),  # tier codes
     ("gateway.Call", "label"),  # an existing label's name
     ("gateway.Call", "status"),  # ok, flagged, …
     ("gateway.OnlineScore", "metrics"),  # scores

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "simple_history",
     "django_celery_beat",
     "apps.core",
+    "apps.registry",
     "apps.charters",
     "apps.prompts",
     "apps.evaluations",
@@ -229,6 +230,15 @@ SPECTACULAR_SETTINGS = {
         "RunVerdictEnum": "apps.evaluations.choices.Verdict",
     },
 }
+
+# --- Model registry --------------------------------------------------------------------------
+# The only environment variables ever read for a model call, each bound to one endpoint slug:
+# AIFACTORY_MODEL_CREDENTIALS="OPENAI_KEY=openai-eu,ONPREM_KEY=onprem-llm" (docs/OPERATIONS.md).
+from apps.registry.credentials import parse as _parse_credentials  # noqa: E402
+
+MODEL_CREDENTIALS = _parse_credentials(os.environ.get("AIFACTORY_MODEL_CREDENTIALS", ""))
+# Per risk tier, where a charter's data may go (tiers not named: anywhere the endpoint allows).
+REGISTRY_TIER_DATA_LOCATIONS = {"critical": ["on_premises"]}
 
 # --- Celery ------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"

@@ -11,6 +11,7 @@ class Activity(models.TextChoices):
     RESPOND_TO_DRIFT = "respond_to_drift", "Respond to drift"
     SIGN_OFF_HIGH_RISK = "sign_off_high_risk", "Sign off high-risk workflow"
     RETIRE_ASSET = "retire_asset", "Retire asset"
+    APPROVE_MODEL_ENDPOINT = "approve_model_endpoint", "Approve model endpoint"
 
 
 class Role(models.TextChoices):
@@ -25,6 +26,7 @@ class RequestKind(models.TextChoices):
     CHARTER_TRANSITION = "charter_transition", "Charter status change"
     THRESHOLD_CHANGE = "threshold_change", "Evaluation threshold change"
     RETIREMENT = "retirement", "Retirement of an asset"
+    ENDPOINT = "endpoint", "Model endpoint decision"
 
 
 class RequestStatus(models.TextChoices):
@@ -49,5 +51,6 @@ DECIDING_ACTIVITY = {
     RequestKind.CHARTER_TRANSITION: Activity.APPROVE_CHARTER,
     RequestKind.THRESHOLD_CHANGE: Activity.OWN_EVALUATION_THRESHOLDS,
     RequestKind.RETIREMENT: Activity.RETIRE_ASSET,
+    RequestKind.ENDPOINT: Activity.APPROVE_MODEL_ENDPOINT,
 }
 HIGH_RISK = ("high", "critical")

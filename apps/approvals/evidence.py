@@ -175,6 +175,19 @@ def pack(charter: Charter) -> dict[str, Any]:
                 for m in charter.metrics.all()
             ],
         },
+        "model_endpoints": [
+            {
+                "dependency": d.name,
+                "endpoint": d.endpoint.slug,
+                "status": d.endpoint.status,
+                "vendor": d.endpoint.vendor,
+                "data_location": d.endpoint.data_location,
+                "region": d.endpoint.region,
+                "retention_days": d.endpoint.retention_days,
+                "training_use": d.endpoint.training_use,
+            }
+            for d in charter.dependencies.filter(endpoint__isnull=False).select_related("endpoint")
+        ],
         "raci": effective_matrix(charter),
         "raci_problems": raci.problems(charter),
         "prompts": prompts,
@@ -188,6 +201,14 @@ def pack(charter: Charter) -> dict[str, Any]:
                 "finished_at": run.finished_at.isoformat() if run.finished_at else None,
                 "scorer_artifacts": run.scorer_artifacts,
                 "gate": run.gate,
+                "output_source": run.output_source,
+                # Which registry endpoint, model and data location produced the outputs.
+                "generated_by": {
+                    k: run.endpoint.get(k, "")
+                    for k in ("endpoint", "name", "model", "vendor", "data_location", "region")
+                }
+                if (run.endpoint or {}).get("endpoint")
+                else None,
             }
             for run in runs.order_by("finished_at")
         ],
@@ -290,7 +311,19 @@ def pack_csv(data: dict[str, Any]) -> str:
                     move["reason"],
                 ]
             )
+    for endpoint in data["model_endpoints"]:
+        writer.writerow(
+            [
+                "model_endpoint",
+                endpoint["dependency"],
+                "",
+                endpoint["vendor"],
+                endpoint["status"],
+                f"{endpoint['endpoint']}: data {endpoint['data_location']} {endpoint['region']}".strip(),
+            ]
+        )
     for run in data["evaluations"]:
+        generated = run["generated_by"]
         writer.writerow(
             [
                 "evaluation",
@@ -298,7 +331,13 @@ def pack_csv(data: dict[str, Any]) -> str:
                 run["finished_at"] or "",
                 "",
                 run["verdict"],
-                run["suite"],
+                run["suite"]
+                + (
+                    f" (outputs: {generated['endpoint']} {generated['model']}, "
+                    f"data {generated['data_location']})"
+                    if generated
+                    else f" (outputs: {run['output_source']})"
+                ),
             ]
         )
     for a in data["approvals"]:

@@ -303,6 +303,7 @@ GATES: dict[str, list[str]] = {
         "review_date_not_passed",
     ],
     RequestKind.THRESHOLD_CHANGE: ["accountable_approved", "no_self_approval"],
+    RequestKind.ENDPOINT: ["accountable_approved", "no_self_approval"],
     RequestKind.RETIREMENT: [
         "accountable_approved",
         "no_self_approval",

@@ -94,6 +94,13 @@ class ApprovalRequest(models.Model):
     suite = models.ForeignKey(
         "evaluations.Suite", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    endpoint = models.ForeignKey(
+        "registry.ModelEndpoint",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="approval_requests",
+    )
     proposed = models.JSONField(default=dict, blank=True, help_text="The change asked for.")
     risk_tier = models.CharField(max_length=16, blank=True)
     requested_by = models.ForeignKey(
@@ -134,6 +141,8 @@ class ApprovalRequest(models.Model):
             return f"{self.suite.slug}: {self.proposed.get('summary', 'threshold change')}"
         if self.kind == RequestKind.RETIREMENT and self.prompt_id:
             return f"retire {self.prompt.slug}"
+        if self.kind == RequestKind.ENDPOINT and self.endpoint_id:
+            return f"model endpoint {self.endpoint.slug}: {self.transition}"
         return "—"
 
 

@@ -21,6 +21,8 @@ from apps.core.services import notification_send
 from apps.prompts import permissions as prompt_permissions
 from apps.prompts.choices import PROTECTED_LABELS, ChangeKind
 from apps.prompts.models import Label, PromptVersion
+from apps.registry import permissions as registry_permissions
+from apps.registry import services as registry_services
 
 from . import gates, raci
 from .choices import (
@@ -231,6 +233,15 @@ def _execute(request: ApprovalRequest, actor, *, note: str) -> None:
             fields=request.proposed["fields"],
             reason=f"Approval request #{request.pk}: {request.reason}",
         )
+    elif request.kind == RequestKind.ENDPOINT:
+        registry_services.endpoint_apply(
+            actor=actor,
+            endpoint=request.endpoint,
+            change=request.transition,
+            fields=request.proposed.get("fields"),
+            reason=f"Approval request #{request.pk}"
+            + (f": {request.reason}" if request.reason else ""),
+        )
     elif request.kind == RequestKind.RETIREMENT:
         from apps.prompts.models import Prompt
         from apps.prompts.services import prompt_retire
@@ -422,9 +433,10 @@ def visible_requests(user):
 
     if user.has_perm("approvals.view_approvalrequest"):
         return ApprovalRequest.objects.all()
-    return ApprovalRequest.objects.filter(
-        Q(charter__in=charter_list_visible(user).values("pk")) | Q(requested_by=user)
-    )
+    visible = Q(charter__in=charter_list_visible(user).values("pk")) | Q(requested_by=user)
+    if registry_permissions.can(user, registry_permissions.OPERATE):
+        visible |= Q(kind=RequestKind.ENDPOINT)
+    return ApprovalRequest.objects.filter(visible)
 
 
 def _open(
@@ -615,4 +627,75 @@ def retirement_request(*, actor, prompt, reason: str, successor=None):
         reason=reason,
         proposed={"successor": successor.slug if successor else None},
         required=required_slots(RequestKind.RETIREMENT, prompt.charter, prompt.risk_level),
+    )
+
+
+@transaction.atomic
+def endpoint_request(*, actor, endpoint, change: str, reason: str = "", fields=None):
+    """Ask compliance (the Accountable for approving model endpoints) to approve, reinstate or
+    retire an endpoint, or to change where its data goes (`fields`, change="change")."""
+    from apps.registry.models import ModelEndpoint
+
+    registry_permissions.require(actor, registry_permissions.PROPOSE)
+    endpoint = ModelEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    problem = registry_services.change_problem(endpoint, change)
+    if problem:
+        raise InvalidTransition(problem)
+    proposed: dict = {}
+    if change == "change":
+        governed = registry_services.governed_changes(endpoint, fields or {})
+        if not governed:
+            raise ValidationFailed(
+                "Nothing to decide: no field that says where data goes would change.",
+                errors={"fields": ["Change at least one governed field."]},
+            )
+        proposed = {
+            "fields": {k: _plain(v) for k, v in governed.items()},
+            "before": {k: _plain(getattr(endpoint, k)) for k in governed},
+        }
+        proposed["summary"] = ", ".join(
+            f"{k}: {proposed['before'][k]!r} → {proposed['fields'][k]!r}" for k in sorted(governed)
+        )[:500]
+    if ApprovalRequest.objects.filter(
+        endpoint=endpoint, kind=RequestKind.ENDPOINT, status=RequestStatus.OPEN
+    ).exists():
+        raise InvalidTransition("A decision on this endpoint is already waiting for approval.")
+    return _open(
+        RequestKind.ENDPOINT,
+        actor=actor,
+        charter=None,
+        endpoint=endpoint,
+        transition=change,
+        proposed=proposed,
+        reason=reason,
+        required=required_slots(RequestKind.ENDPOINT, None, ""),
+    )
+
+
+def _plain(value):
+    return value if isinstance(value, bool | int | list | type(None) | str) else str(value)
+
+
+@transaction.atomic
+def endpoint_change(*, actor, endpoint, fields, reason: str = ""):
+    """Edit an endpoint through the one governed path: fields that do not decide where data
+    goes (and everything while it is proposed) change at once; the others become a request.
+
+    Returns the endpoint (changed) or the approval request (opened)."""
+    from apps.registry.choices import EndpointStatus
+
+    fields = dict(fields)
+    if endpoint.status == EndpointStatus.PROPOSED:
+        return registry_services.endpoint_edit(actor=actor, endpoint=endpoint, fields=fields)
+    governed = registry_services.governed_changes(endpoint, fields)
+    undecided = {
+        k: v
+        for k, v in fields.items()
+        if k not in registry_services.GOVERNED_FIELDS and k != "allow_private_reason"
+    }
+    endpoint = registry_services.endpoint_edit(actor=actor, endpoint=endpoint, fields=undecided)
+    if not governed:
+        return endpoint
+    return endpoint_request(
+        actor=actor, endpoint=endpoint, change="change", reason=reason, fields=governed
     )

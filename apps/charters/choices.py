@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from apps.core.choices import RiskTier  # noqa: F401  (charters name it; the registry needs it too)
+
 
 class CharterStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -11,13 +13,6 @@ class CharterStatus(models.TextChoices):
     PRODUCTION = "production", "Production"
     PAUSED = "paused", "Paused"
     RETIRED = "retired", "Retired"
-
-
-class RiskTier(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
 
 
 class DataSensitivity(models.TextChoices):

@@ -130,6 +130,22 @@ class DependencyForm(forms.Form):
     name = forms.CharField(max_length=200)
     criticality = forms.ChoiceField(choices=Criticality.choices, initial=Criticality.MEDIUM)
     notes = forms.CharField(required=False)
+    endpoint = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        to_field_name="slug",
+        label="Registry entry",
+        help_text="For a model or vendor: the approved endpoint it runs on.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        from apps.registry.choices import EndpointStatus
+        from apps.registry.models import ModelEndpoint
+
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].queryset = ModelEndpoint.objects.exclude(
+            status=EndpointStatus.RETIRED
+        )
 
 
 class RowFormSet(BaseFormSet):

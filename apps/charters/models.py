@@ -100,6 +100,14 @@ class Dependency(models.Model):
         max_length=16, choices=Criticality.choices, default=Criticality.MEDIUM
     )
     notes = models.TextField(blank=True)
+    endpoint = models.ForeignKey(
+        "registry.ModelEndpoint",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="dependencies",
+        help_text="For a model or vendor: its entry in the model registry.",
+    )
 
     history = HistoricalRecords()
 
@@ -114,6 +122,14 @@ class Dependency(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.name}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.endpoint_id and self.kind not in (DependencyKind.MODEL, DependencyKind.VENDOR):
+            raise ValidationError(
+                {"endpoint": "Only a model or vendor dependency links to the model registry."}
+            )
 
 
 class Metric(models.Model):

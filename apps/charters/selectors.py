@@ -62,7 +62,10 @@ def charter_get_detail(*, user, slug: str) -> Charter | None:
         .select_related("business_owner", "created_by", "approved_by")
         .prefetch_related(
             Prefetch("metrics", queryset=Metric.objects.order_by("role", "id")),
-            Prefetch("dependencies", queryset=Dependency.objects.order_by("id")),
+            Prefetch(
+                "dependencies",
+                queryset=Dependency.objects.select_related("endpoint").order_by("id"),
+            ),
         )
         .filter(slug=slug)
         .first()

@@ -25,6 +25,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
 from apps.core.history import delete_with_history, save_with_history
+from apps.registry import selectors as registry_selectors
 
 from . import permissions
 from .choices import CharterStatus, MetricDirection, MetricLayer, MetricRole
@@ -58,7 +59,7 @@ METRIC_FIELDS = (
     "guardrail_value",
     "allowed_segment_keys",
 )
-DEPENDENCY_FIELDS = ("kind", "name", "criticality", "notes")
+DEPENDENCY_FIELDS = ("kind", "name", "criticality", "notes", "endpoint")
 # Text sections a charter must fill in before it can be submitted.
 REQUIRED_SECTIONS = (
     "title",
@@ -140,7 +141,12 @@ def _apply_children(
             obj = model(charter=charter)
         for field in fields:
             if field in row:
-                setattr(obj, field, row[field])
+                value = row[field]
+                if field == "endpoint" and not hasattr(value, "pk"):
+                    value = registry_selectors.endpoint_by_slug(value) if value else None
+                    if value is None and row[field]:
+                        errors[f"{prefix}endpoint"] = ["No such model endpoint in the registry."]
+                setattr(obj, field, value)
         try:
             obj.full_clean(exclude=["charter"], validate_unique=False)
         except DjangoValidationError as exc:
@@ -615,3 +621,23 @@ def charter_resume(*, actor, charter: Charter) -> Charter:
 def charter_retire(*, actor, charter: Charter, reason: str) -> Charter:
     """Any live status → retired, with the reason."""
     return charter_transition(actor=actor, charter=charter, name="retire", reason=reason)
+
+
+def endpoint_status_notify(sender, *, endpoint, previous, actor, reason, **kwargs) -> None:
+    """Registry signal: tell the owners of every charter that depends on an endpoint when it
+    is suspended, retired or reinstated (once per charter and change)."""
+    from apps.core.services import notification_send
+
+    if endpoint.status == previous or endpoint.status == "approved" and previous == "proposed":
+        return
+    charters = Charter.objects.filter(dependencies__endpoint=endpoint).distinct()
+    for charter in charters.select_related("business_owner"):
+        owners = [u for u in (charter.business_owner, charter.created_by) if u is not None]
+        notification_send(
+            recipients=owners,
+            verb=f"registry.endpoint.{endpoint.status}",
+            title=f"Model endpoint {endpoint.name} is now {endpoint.get_status_display().lower()}",
+            body=f"{charter.title} depends on it. Reason: {reason or 'none given'}",
+            url=charter.get_absolute_url(),
+            dedupe_key=f"endpoint:{endpoint.pk}:{endpoint.status}:{endpoint.updated_at.isoformat()}:charter:{charter.pk}",
+        )

@@ -164,8 +164,15 @@ def _initial_forms(user, charter: Charter | None):
         for m in charter.metrics.all()
     ]
     dependencies = [
-        {"id": d.pk, "kind": d.kind, "name": d.name, "criticality": d.criticality, "notes": d.notes}
-        for d in charter.dependencies.all()
+        {
+            "id": d.pk,
+            "kind": d.kind,
+            "name": d.name,
+            "criticality": d.criticality,
+            "notes": d.notes,
+            "endpoint": d.endpoint.slug if d.endpoint_id else None,
+        }
+        for d in charter.dependencies.select_related("endpoint")
     ]
     return (
         CharterForm(initial=fields),

@@ -51,6 +51,12 @@ VERBS = {
     "approval.execute": "Approved action executed",
     "drift.alert": "A production version drifted from its certified evaluation",
     "gateway.sampled": "An execution was sampled for online scoring",
+    "registry.endpoint.propose": "Model endpoint proposed",
+    "registry.endpoint.approve": "Model endpoint approved",
+    "registry.endpoint.reinstate": "Model endpoint reinstated",
+    "registry.endpoint.retire": "Model endpoint retired",
+    "registry.endpoint.change": "Model endpoint's data boundary changed",
+    "registry.endpoint.suspend": "Model endpoint suspended",
 }
 
 

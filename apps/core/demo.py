@@ -178,12 +178,14 @@ SUPPORT_DEPENDENCIES = [
         "name": "Model hosting provider (EU region)",
         "criticality": "high",
         "notes": "DPA signed; no training on our data.",
+        "endpoint": "eu-hosting",
     },
     {
         "kind": "model",
         "name": "Instruction-tuned chat model",
         "criticality": "high",
         "notes": "Pinned version; evaluated per release.",
+        "endpoint": "eu-hosting",
     },
 ]
 
@@ -259,6 +261,7 @@ def demo_setup(*, evaluations: bool = True) -> dict:
     users = {spec.username: _user(spec) for spec in DEMO_USERS}
     olivia, bruno, carl = users["olivia"], users["bruno"], users["carl"]
 
+    _demo_registry(users)
     support, created = _charter(olivia, SUPPORT_CHARTER, SUPPORT_METRICS, SUPPORT_DEPENDENCIES, 120)
     if created:
         charter_services.charter_share(
@@ -290,6 +293,49 @@ def demo_setup(*, evaluations: bool = True) -> dict:
 
     result["telemetry"] = demo_telemetry(olivia, support)
     return result
+
+
+DEMO_ENDPOINT = {
+    "name": "EU model hosting",
+    "slug": "eu-hosting",
+    "description": "The hosting provider's OpenAI-compatible API in its EU region.",
+    "base_url": "https://llm.eu-hosting.example/v1",
+    "model_names": ["gpt-4o-mini"],
+    "vendor": "Model hosting provider",
+    "data_location": "vendor_region",
+    "region": "EU (Frankfurt)",
+    "retention_days": 30,
+    "training_use": "no",
+    "terms": "DPA signed 2026-03; prompts and outputs kept 30 days for abuse monitoring only.",
+    "risk_tiers": ["low", "medium", "high"],
+    "price_per_1k_input": "0.000150",
+    "price_per_1k_output": "0.000600",
+}
+
+
+def _demo_registry(users) -> None:
+    """The vendor endpoint the support charter depends on: proposed by Pat, approved by Carl
+    through an approval request (nothing calls it: the address is a documentation name)."""
+    from apps.approvals import services as approval_services
+    from apps.approvals.models import ApprovalRequest
+    from apps.registry import services as registry_services
+    from apps.registry.models import ModelEndpoint
+
+    if ModelEndpoint.objects.filter(slug=DEMO_ENDPOINT["slug"]).exists():
+        return
+    endpoint = registry_services.endpoint_propose(actor=users["pat"], fields=DEMO_ENDPOINT)
+    request = approval_services.endpoint_request(
+        actor=users["pat"],
+        endpoint=endpoint,
+        change="approve",
+        reason="EU region, DPA signed, no training on our data.",
+    )
+    approval_services.approval_decide(
+        actor=users["carl"],
+        request=ApprovalRequest.objects.get(pk=request.pk),
+        verdict="approve",
+        comment="Data stays in the EU; retention matches our policy.",
+    )
 
 
 def _demo_approvals(users, support) -> dict:

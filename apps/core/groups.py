@@ -7,6 +7,15 @@ COMPLIANCE = "compliance"
 PLATFORM = "platform"
 INTEGRATIONS = "integrations"
 
+# Operators and compliance keep the model registry (approval is a request compliance decides).
+REGISTRY_STEWARD = [
+    "registry.view_modelendpoint",
+    "registry.add_modelendpoint",
+    "registry.change_modelendpoint",
+    "registry.operate_modelendpoint",
+    "registry.view_historicalmodelendpoint",
+]
+
 # Object-level access (owner, shared with) is granted by services; these are global.
 GROUP_PERMISSIONS: dict[str, list[str]] = {
     BUSINESS_OWNERS: ["charters.add_charter"],
@@ -54,6 +63,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "approvals.view_historicalapprovalrequest",
         "approvals.view_decision",
         "core.view_auditevent",
+        *REGISTRY_STEWARD,
     ],
     # Operators see and change the beat schedule in the admin.
     PLATFORM: [
@@ -63,6 +73,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "django_celery_beat.add_intervalschedule",
         "django_celery_beat.view_crontabschedule",
         "django_celery_beat.add_crontabschedule",
+        *REGISTRY_STEWARD,
     ],
     INTEGRATIONS: ["evaluations.run_suite"],
 }

@@ -85,8 +85,12 @@ def main(argv: list[str] | None = None, *, out=sys.stdout, err=sys.stderr) -> in
     subject.add_argument("--label")
     parser.add_argument("--model-under-test")
     parser.add_argument("--outputs", help="JSONL file of {id, output} (posted outputs).")
-    parser.add_argument("--generate", metavar="BASE_URL", help="Generate through this endpoint.")
-    parser.add_argument("--model", default="", help="Model name at the generation endpoint.")
+    parser.add_argument(
+        "--generate",
+        metavar="ENDPOINT",
+        help="Generate through this approved endpoint of the model registry (its slug).",
+    )
+    parser.add_argument("--model", default="", help="A model the endpoint serves.")
     parser.add_argument("--wait", type=int, default=1800, help="Seconds to wait for the verdict.")
     args = parser.parse_args(argv)
     body: dict = {"suite": args.suite}
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None, *, out=sys.stdout, err=sys.stderr) -> in
         body["output_source"] = "posted"
     if args.generate:
         body["output_source"] = "generated"
-        body["endpoint"] = {"base_url": args.generate, "model": args.model}
+        body["endpoint"] = {"slug": args.generate, "model": args.model}
     base = args.url.rstrip("/") + "/api/v1/evaluations/runs/"
     deadline = time.monotonic() + args.wait
     try:

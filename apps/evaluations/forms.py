@@ -120,14 +120,14 @@ class RunForm(forms.Form):
     outputs_file = forms.FileField(
         required=False, help_text="Posted outputs: JSONL of {id, output}; scoring starts at once."
     )
-    base_url = forms.CharField(
-        required=False, help_text="Generated: the OpenAI-compatible /v1 address.", max_length=300
-    )
-    model = forms.CharField(required=False, max_length=200)
-    api_key_env = forms.CharField(
+    endpoint = forms.ModelChoiceField(
+        queryset=None,
         required=False,
-        max_length=100,
-        help_text="Name of the server's environment variable holding the key.",
+        to_field_name="slug",
+        help_text="Generated: an approved endpoint of the model registry.",
+    )
+    model = forms.CharField(
+        required=False, max_length=200, help_text="Generated: a model the endpoint serves."
     )
     input_variable = forms.CharField(required=False, max_length=100)
     note = forms.CharField(required=False, max_length=300)
@@ -139,3 +139,10 @@ class RunForm(forms.Form):
             f"{v.prompt.slug} v{v.number} ({v.get_status_display().lower()})"
         )
         self.fields["model_under_test"].queryset = models
+        from apps.registry.selectors import endpoints_approved
+
+        self.fields["endpoint"].queryset = endpoints_approved()
+        self.fields["endpoint"].label_from_instance = lambda e: (
+            f"{e.name} — {', '.join(e.model_names) or 'default model'}"
+            f" ({e.get_data_location_display().lower()})"
+        )

@@ -389,9 +389,8 @@ def _start_run(request, suite, data):
 
     endpoint = None
     if data["output_source"] == "generated":
-        endpoint = {"base_url": data["base_url"], "model": data["model"]}
-        if data["api_key_env"]:
-            endpoint["api_key_env"] = data["api_key_env"]
+        chosen = data["endpoint"]
+        endpoint = {"slug": chosen.slug if chosen else "", "model": data["model"]}
     with transaction.atomic():
         run = services.run_start(
             actor=request.user,

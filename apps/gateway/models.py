@@ -6,10 +6,14 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from apps.prompts.models import Application, Prompt, PromptVersion
+from apps.registry.models import ModelEndpoint
 
 
 class Route(models.Model):
-    """The OpenAI-compatible endpoint a prompt executes on; the key stays in the environment."""
+    """The registered model endpoint (and model) a prompt executes on, and its guard rails.
+
+    The address, credential, timeouts and prices belong to the endpoint in the model registry:
+    a route names an approved entry, never a URL or a credential."""
 
     class FilterMode(models.TextChoices):
         FLAG = "flag", "Flag findings, return the output"
@@ -17,21 +21,21 @@ class Route(models.Model):
         BLOCK = "block", "Block the output"
 
     prompt = models.OneToOneField(Prompt, on_delete=models.CASCADE, related_name="route")
-    base_url = models.URLField(help_text="…/v1 of an OpenAI-compatible server.")
-    model = models.CharField(max_length=200, blank=True, help_text="Empty: the version's model.")
-    api_key_env = models.CharField(
-        max_length=100, blank=True, help_text="Name of the environment variable holding the key."
+    endpoint = models.ForeignKey(
+        ModelEndpoint,
+        on_delete=models.PROTECT,
+        related_name="routes",
+        help_text="An approved endpoint of the model registry.",
     )
-    timeout_s = models.FloatField(default=30)
-    max_retries = models.PositiveSmallIntegerField(default=2)
+    model = models.CharField(
+        max_length=200, blank=True, help_text="One the endpoint serves (empty: its default)."
+    )
     filter_mode = models.CharField(
         max_length=8, choices=FilterMode.choices, default=FilterMode.FLAG
     )
     rate_limit_per_minute = models.PositiveIntegerField(
         default=600, help_text="Per application; 0 means no limit."
     )
-    price_per_1k_input = models.DecimalField(max_digits=10, decimal_places=6, default=0)
-    price_per_1k_output = models.DecimalField(max_digits=10, decimal_places=6, default=0)
     sample_rate = models.FloatField(
         default=0.0, help_text="Share of executions scored online by the prompt's suite (0–1)."
     )
@@ -39,7 +43,9 @@ class Route(models.Model):
     history = HistoricalRecords()
 
     def __str__(self) -> str:
-        return f"{self.prompt.slug} → {self.base_url}"
+        return f"{self.prompt.slug} → {self.endpoint.slug}" + (
+            f" ({self.model})" if self.model else ""
+        )
 
 
 class Call(models.Model):

@@ -4,7 +4,6 @@ and record what it cost as platform-health telemetry."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -14,12 +13,14 @@ from typing import Any
 from django.core.cache import cache
 from django.utils import timezone
 
+from apps.core.choices import RiskTier
 from apps.core.errors import ApplicationError, ValidationFailed
 from apps.evaluations import generation
 from apps.prompts import permissions as prompt_permissions
 from apps.prompts import policy
 from apps.prompts.choices import PromptStatus
 from apps.prompts.models import Label, Prompt
+from apps.registry import services as registry_services
 
 from .models import Call, OnlineScore, Route
 
@@ -98,10 +99,27 @@ def _filter(text: str, mode: str, risk_level: str) -> tuple[str | None, list[dic
     return text, found, "flagged"
 
 
-def _cost(route: Route, usage: dict) -> Decimal:
+def _cost(endpoint, usage: dict) -> Decimal:
     tokens_in = int(usage.get("prompt_tokens") or 0)
     tokens_out = int(usage.get("completion_tokens") or 0)
-    return (route.price_per_1k_input * tokens_in + route.price_per_1k_output * tokens_out) / 1000
+    return (
+        endpoint.price_per_1k_input * tokens_in + endpoint.price_per_1k_output * tokens_out
+    ) / 1000
+
+
+def _risk_tier(prompt) -> str:
+    """The stricter of the prompt's and its charter's risk tiers (starters have no charter)."""
+    order = list(RiskTier.values)
+    tiers = [t for t in (prompt.risk_level, getattr(prompt.charter, "risk_tier", "")) if t in order]
+    return max(tiers, key=order.index) if tiers else ""
+
+
+def route_check(*, prompt, endpoint, model: str) -> None:
+    """Refuse a route on an endpoint this prompt may not use (status, model, risk tier)."""
+    try:
+        registry_services.usable(endpoint, model, risk_tier=_risk_tier(prompt))
+    except registry_services.EndpointRefused as exc:
+        raise ValidationFailed(exc.message, errors={"endpoint": [exc.message]}) from exc
 
 
 def prompt_execute(
@@ -118,7 +136,7 @@ def prompt_execute(
         raise GatewayError(
             f"Prompt {slug} has no label {label!r}.", status_code=404, code="not_found"
         )
-    route = Route.objects.filter(prompt=prompt).first()
+    route = Route.objects.select_related("endpoint").filter(prompt=prompt).first()
     if route is None:
         raise GatewayError(
             f"No model endpoint is configured for {slug}; ask its owner to add a gateway route.",
@@ -156,14 +174,18 @@ def prompt_execute(
             "The variables do not render this prompt.",
             errors={f"variables.{name}": [str(exc)] for name in (exc.variables or ["_"])},
         ) from exc
-    endpoint = generation.Endpoint(
-        base_url=route.base_url,
-        api_key=os.environ.get(route.api_key_env, "") if route.api_key_env else "",
-        model=route.model,
-        timeout_s=route.timeout_s,
-        max_retries=route.max_retries,
-        concurrency=1,
-    )
+    try:
+        target = registry_services.call_target(
+            route.endpoint, route.model, risk_tier=_risk_tier(prompt), concurrency=1
+        )
+    except registry_services.EndpointRefused as exc:
+        Call.objects.create(status="error", error=exc.message[:500], **common)
+        raise GatewayError(
+            f"The model endpoint may not be called: {exc.message}",
+            status_code=503,
+            code="endpoint_unavailable",
+        ) from exc
+    endpoint = generation.from_target(target)
     payload = generation.build_request(messages, version.model_config, endpoint)
     started = time.perf_counter()
     try:
@@ -178,7 +200,7 @@ def prompt_execute(
             code="upstream_timeout" if timed_out else "upstream_error",
         ) from exc
     output, findings, status = _filter(completion.text, route.filter_mode, prompt.risk_level)
-    cost = _cost(route, completion.usage)
+    cost = _cost(route.endpoint, completion.usage)
     call = Call.objects.create(
         status=status,
         latency_ms=completion.latency_ms,
@@ -295,3 +317,24 @@ def online_quality(charter, since) -> dict[str, dict]:
         for name, value in (metrics or {}).items():
             totals.setdefault(name, []).append(value)
     return {name: {"mean": sum(v) / len(v), "count": len(v)} for name, v in sorted(totals.items())}
+
+
+def endpoint_status_notify(sender, *, endpoint, previous, actor, reason, **kwargs) -> None:
+    """Registry signal: tell the owner of every prompt routed to an endpoint that it was
+    suspended, retired or reinstated (its executions stop or resume)."""
+    from apps.core.services import notification_send
+
+    if endpoint.status == previous or endpoint.status == "approved" and previous == "proposed":
+        return
+    for route in Route.objects.filter(endpoint=endpoint).select_related("prompt__owner"):
+        prompt = route.prompt
+        if prompt.owner_id is None:
+            continue
+        notification_send(
+            recipients=[prompt.owner],
+            verb=f"registry.endpoint.{endpoint.status}",
+            title=f"Model endpoint {endpoint.name} is now {endpoint.get_status_display().lower()}",
+            body=f"Executions of {prompt.slug} go to it. Reason: {reason or 'none given'}",
+            url=prompt.get_absolute_url(),
+            dedupe_key=f"endpoint:{endpoint.pk}:{endpoint.status}:{endpoint.updated_at.isoformat()}:route:{route.pk}",
+        )

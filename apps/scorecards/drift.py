@@ -60,7 +60,7 @@ def drift_check_all() -> list[int]:
     actor = monitor_user()
     started = []
     for label in Label.objects.filter(name="production").select_related("version", "prompt"):
-        route = Route.objects.filter(prompt=label.prompt).first()
+        route = Route.objects.select_related("endpoint").filter(prompt=label.prompt).first()
         if route is None:
             continue
         for suite in Suite.objects.filter(prompt=label.prompt):
@@ -71,14 +71,7 @@ def drift_check_all() -> list[int]:
                 suite=suite, purpose="drift", status__in=ACTIVE_RUN_STATUSES
             ).exists():
                 continue  # the previous check is still going
-            endpoint = {
-                "base_url": route.base_url,
-                "model": route.model,
-                "timeout_s": route.timeout_s,
-                "max_retries": route.max_retries,
-            }
-            if route.api_key_env:
-                endpoint["api_key_env"] = route.api_key_env
+            endpoint = {"slug": route.endpoint.slug, "model": route.model}
             try:
                 with transaction.atomic():
                     run = run_start(

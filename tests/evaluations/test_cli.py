@@ -76,3 +76,28 @@ def test_exit_codes_pass_fail_refused_and_unreachable(
         ["--url", "http://127.0.0.1:9", "--api-key", key, "--suite", suite.slug], out=out, err=err
     )
     assert code == cli.EXIT_UNREACHABLE and "cannot reach" in err.getvalue()
+
+
+def test_generate_names_a_registry_endpoint_not_an_address(live_server, key, suite, support_prompt):
+    from tests.evaluations.fixtures import ANSWERS
+    from tests.evaluations.openai_stub import OpenAIStub, last_user_message
+    from tests.factories import approved_endpoint
+
+    def answer(body):
+        return ANSWERS[last_user_message(body).rsplit(" ", 1)[-1]]
+
+    with OpenAIStub(responder=answer) as stub:
+        approved_endpoint(stub.base_url, slug="onprem-llm")
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["--url", live_server.url, "--api-key", key, "--suite", suite.slug]
+        argv += ["--prompt", support_prompt.slug, "--version", "2", "--wait", "60"]
+        code = cli.main(
+            [*argv, "--generate", "onprem-llm", "--model", "local-llm"], out=out, err=err
+        )
+        assert code == cli.EXIT_PASS, err.getvalue()
+        assert len(stub.requests) == 24
+        code = cli.main(
+            [*argv, "--generate", f"{stub.base_url}", "--model", "local-llm"], out=out, err=err
+        )
+        assert code == cli.EXIT_REFUSED
+        assert len(stub.requests) == 24

@@ -9,6 +9,7 @@ from apps.prompts import services
 from apps.scorecards.selectors import scorecard
 from tests import factories
 from tests.evaluations.openai_stub import OpenAIStub, last_user_message
+from tests.factories import approved_endpoint
 from tests.prompts.factories import PromptFactory, version_fields
 
 pytestmark = pytest.mark.django_db
@@ -42,16 +43,14 @@ def stub():
 
 
 def _route(prompt, stub, **kw):
-    return Route.objects.create(
-        prompt=prompt,
-        base_url=stub.base_url,
-        model="local-llm",
+    endpoint = approved_endpoint(
+        stub.base_url,
         timeout_s=kw.pop("timeout_s", 5),
         max_retries=kw.pop("max_retries", 0),
         price_per_1k_input=kw.pop("price_in", 1),
         price_per_1k_output=kw.pop("price_out", 2),
-        **kw,
     )
+    return Route.objects.create(prompt=prompt, endpoint=endpoint, model="local-llm", **kw)
 
 
 def _execute(app_key, variables=None, slug="support-reply", **body):
@@ -114,8 +113,8 @@ def test_each_failure_has_its_status(live, app_key, stub, settings):
     stub.fail_next(status=500, times=1)
     failed = _execute(app_key)
     assert failed.status_code == 502 and failed.json()["code"] == "upstream_error"
-    route.timeout_s = 0.2
-    route.save()
+    route.endpoint.timeout_s = 0.2
+    route.endpoint.save()
     stub.slow_next(1.0)
     timed_out = _execute(app_key)
     assert timed_out.status_code == 504

@@ -9,6 +9,7 @@ from apps.gateway.models import OnlineScore, Route
 from apps.gateway.services import prompt_execute
 from apps.scorecards.selectors import scorecard
 from tests.evaluations.openai_stub import OpenAIStub
+from tests.factories import approved_endpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,9 @@ def test_sampled_executions_are_scored_against_their_context(
     )
     answer = "You can return items within 30 days of delivery if you have the receipt."
     with OpenAIStub(responder=lambda body: answer) as stub:
-        Route.objects.create(prompt=support_prompt, base_url=stub.base_url, sample_rate=1.0)
+        Route.objects.create(
+            prompt=support_prompt, endpoint=approved_endpoint(stub.base_url), sample_rate=1.0
+        )
         with django_capture_on_commit_callbacks(execute=True):
             result = prompt_execute(
                 actor=owner,
@@ -52,7 +55,9 @@ def test_sampled_executions_are_scored_against_their_context(
 
 def test_unsampled_executions_store_no_output(owner, support_prompt):
     with OpenAIStub(responder=lambda body: "fine") as stub:
-        Route.objects.create(prompt=support_prompt, base_url=stub.base_url, sample_rate=0.0)
+        Route.objects.create(
+            prompt=support_prompt, endpoint=approved_endpoint(stub.base_url), sample_rate=0.0
+        )
         prompt_execute(
             actor=owner,
             key=SimpleNamespace(application_id=None),

@@ -35,6 +35,7 @@ from apps.prompts import services as prompt_services
 from apps.prompts.models import PolicyFinding, PolicyRule
 from apps.scorecards.models import DriftAlert
 from apps.scorecards.services import telemetry_ingest
+from apps.registry.models import ModelEndpoint
 from tests import factories
 
 FORMULA = '=HYPERLINK("http://x")'
@@ -380,12 +381,25 @@ def build() -> Workspace:
     )
     # A generated run records the endpoint's own error message for a case.
     run.outputs.filter(pk=run.outputs.order_by("pk").first().pk).update(error=text())
+    endpoint = ModelEndpoint.objects.create(
+        name=text(120),
+        slug="hostile-endpoint",
+        description=text(),
+        base_url="http://llm.invalid/v1",
+        model_names=[text(200)],
+        vendor=text(120),
+        region=text(80),
+        terms=text(),
+        status="approved",
+        status_reason=text(300),
+        credential=text(100),
+        allow_private_reason=text(300),
+        proxy=text(300),
+    )
     type(run).objects.filter(pk=run.pk).update(
-        endpoint={"base_url": "http://llm.invalid/v1", "model": text(200)}
+        endpoint={**endpoint.snapshot(text(200)), "name": text(120), "vendor": text(120)}
     )
-    route = Route.objects.create(
-        prompt=prompt, base_url="http://llm.invalid/v1", model=text(200), api_key_env=text(100)
-    )
+    route = Route.objects.create(prompt=prompt, endpoint=endpoint, model=text(200))
     call = Call.objects.create(
         prompt=prompt,
         version=v1,

@@ -14,6 +14,7 @@ from apps.evaluations.models import CaseResult, Run, RunBatch
 from apps.evaluations.services.runs import run_sweep
 from tests.evaluations.fixtures import ANSWERS
 from tests.evaluations.openai_stub import OpenAIStub, last_user_message
+from tests.factories import approved_endpoint
 from tests.integration.conftest import spawn_worker, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -31,7 +32,7 @@ def test_a_worker_killed_mid_batch_is_replaced_and_the_run_completes_once(
             suite=suite,
             prompt_version=support_prompt.versions.get(number=2),
             output_source="generated",
-            endpoint={"base_url": stub.base_url, "concurrency": 1, "max_retries": 0},
+            endpoint={"slug": approved_endpoint(stub.base_url).slug, "concurrency": 1},
             batch_size=6,
         )
         first = celery_worker_process

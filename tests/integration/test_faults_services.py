@@ -24,6 +24,7 @@ from apps.evaluations.models import CaseResult, DatasetVersion, ModelArtifact, R
 from apps.evaluations.services.runs import run_sweep
 from tests.evaluations.fixtures import ANSWERS, good_outputs
 from tests.evaluations.openai_stub import OpenAIStub, last_user_message
+from tests.factories import approved_endpoint
 from tests.integration.conftest import (
     WebServer,
     app_broker,
@@ -54,7 +55,7 @@ def _generated_run(owner, suite, support_prompt, stub, batch_size=6):
         suite=suite,
         prompt_version=support_prompt.versions.get(number=2),
         output_source="generated",
-        endpoint={"base_url": stub.base_url, "concurrency": 1, "max_retries": 0},
+        endpoint={"slug": approved_endpoint(stub.base_url).slug, "concurrency": 1},
         batch_size=batch_size,
     )
 

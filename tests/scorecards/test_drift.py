@@ -10,6 +10,7 @@ from apps.scorecards.models import DriftAlert
 from apps.scorecards.selectors import portfolio, scorecard
 from tests.evaluations.fixtures import ANSWERS, good_outputs, score_posted
 from tests.evaluations.openai_stub import OpenAIStub, last_user_message
+from tests.factories import approved_endpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def test_a_regressed_production_version_raises_a_drift_alert(
     v1 = support_prompt.versions.get(number=1)
     certified = score_posted(owner, suite, v1, good_outputs(), django_capture_on_commit_callbacks)
     with OpenAIStub(responder=lambda body: "I cannot help with that.") as stub:
-        Route.objects.create(prompt=support_prompt, base_url=stub.base_url, max_retries=0)
+        Route.objects.create(prompt=support_prompt, endpoint=approved_endpoint(stub.base_url))
         with django_capture_on_commit_callbacks(execute=True):
             started = drift_check_all()
     assert len(started) == 1
@@ -40,7 +41,7 @@ def test_a_stable_version_raises_nothing_and_uncertified_ones_are_skipped(
     owner, suite, support_prompt, django_capture_on_commit_callbacks
 ):
     with OpenAIStub(responder=_answer_well) as stub:
-        Route.objects.create(prompt=support_prompt, base_url=stub.base_url, max_retries=0)
+        Route.objects.create(prompt=support_prompt, endpoint=approved_endpoint(stub.base_url))
         assert drift_check_all() == []  # nothing certified this content yet
         score_posted(
             owner,

@@ -72,6 +72,7 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
             "requested_by",
             "reason",
             "required",
+            "proposed",
             "evidence",
             "evidence_checked_at",
             "fast_track",

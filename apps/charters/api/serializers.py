@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from apps.charters.choices import Criticality, DependencyKind
 from apps.charters.models import Charter, Dependency, Metric
+from apps.registry.models import ModelEndpoint
 
 User = get_user_model()
 
@@ -58,10 +59,17 @@ class DependencySerializer(serializers.ModelSerializer):
     id = serializers.IntegerField(required=False)
     kind = serializers.ChoiceField(choices=DependencyKind.choices)
     criticality = serializers.ChoiceField(choices=Criticality.choices, required=False)
+    endpoint = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=ModelEndpoint.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="For a model or vendor: its model registry entry.",
+    )
 
     class Meta:
         model = Dependency
-        fields = ["id", "kind", "name", "criticality", "notes"]
+        fields = ["id", "kind", "name", "criticality", "notes", "endpoint"]
         validators: list = []
 
 

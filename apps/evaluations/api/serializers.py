@@ -295,7 +295,11 @@ class RunStartSerializer(serializers.Serializer):
     label = serializers.CharField(required=False, help_text="Or: the version a label points at.")
     model_under_test = serializers.SlugField(required=False)
     output_source = serializers.ChoiceField(choices=OutputSource.choices, default="posted")
-    endpoint = serializers.DictField(required=False)
+    endpoint = serializers.DictField(
+        required=False,
+        help_text='Generated runs: {"slug": an approved registry endpoint, "model": one it serves,'
+        ' "concurrency": optional}. Free URLs and credentials are refused.',
+    )
     input_variable = serializers.CharField(required=False, allow_blank=True, default="")
     baseline = serializers.IntegerField(required=False, help_text="Run id (default: production).")
     batch_size = serializers.IntegerField(required=False, min_value=1, max_value=5000)

@@ -8,7 +8,6 @@ shared by many cases is embedded once.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,10 @@ from types import SimpleNamespace
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+
+from apps.core.choices import RiskTier
+from apps.registry import selectors as registry_selectors
+from apps.registry import services as registry_services
 
 from ..choices import ArtifactStatus, OutputSource
 from ..models import Case, CaseResult, ModelArtifact, Run, RunOutput
@@ -124,21 +127,34 @@ def _policy_rules():
     return policy_rules()
 
 
+def run_risk_tier(suite, prompt_version=None) -> str:
+    """The stricter of the risk tiers of the suite's charter and the prompt under test."""
+    order = list(RiskTier.values)
+    tiers = [
+        getattr(suite.charter, "risk_tier", "") if suite.charter_id else "",
+        prompt_version.prompt.risk_level if prompt_version is not None else "",
+    ]
+    tiers = [t for t in tiers if t in order]
+    return max(tiers, key=order.index) if tiers else ""
+
+
 def _generate(run: Run, cases: list[Case]) -> dict[int, Produced]:
     from .. import generation
 
     version = run.prompt_version
-    config = run.endpoint
-    api_key = os.environ.get(config.get("api_key_env", ""), "") if config.get("api_key_env") else ""
-    endpoint = generation.Endpoint(
-        base_url=config["base_url"],
-        api_key=api_key,
-        model=config.get("model", ""),
-        timeout_s=float(config.get("timeout_s", 30)),
-        max_retries=int(config.get("max_retries", 3)),
-        concurrency=int(config.get("concurrency", 4)),
-    )
+    config = run.endpoint or {}
     produced: dict[int, Produced] = {}
+    try:  # checked again for every batch: an endpoint suspended mid-run is called no more
+        target = registry_services.call_target(
+            registry_selectors.endpoint_by_slug(config.get("endpoint")),
+            config.get("model", ""),
+            risk_tier=run_risk_tier(run.suite, version),
+            concurrency=config.get("concurrency"),
+        )
+    except registry_services.EndpointRefused as exc:
+        message = f"Not generated: {exc.message}"
+        return {case.pk: Produced(error=message) for case in cases}
+    endpoint = generation.from_target(target)
     items = []
     for case in cases:
         try:

@@ -4,7 +4,6 @@ one finalization that turns per-case results into distributions, a comparison an
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
@@ -18,6 +17,8 @@ from django.utils import timezone
 from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
 from apps.prompts.models import Label
+from apps.registry import selectors as registry_selectors
+from apps.registry import services as registry_services
 
 from .. import analysis, permissions
 from ..choices import (
@@ -35,7 +36,7 @@ from .suites import suite_metrics
 
 logger = logging.getLogger(__name__)
 
-ENDPOINT_KEYS = {"base_url", "model", "api_key_env", "timeout_s", "max_retries", "concurrency"}
+ENDPOINT_KEYS = {"slug", "model", "concurrency"}
 
 
 def _setting(name: str, default):
@@ -82,34 +83,39 @@ def default_baseline(suite: Suite, *, exclude_hash: str = "", model=None) -> Run
     return completed.order_by("-finished_at", "-id").first()
 
 
-def _clean_endpoint(raw: Any) -> tuple[dict, list[str]]:
+def _clean_endpoint(raw: Any, *, risk_tier: str) -> tuple[dict, list[str]]:
+    """A registered endpoint (and a model it serves) as the run records it, or the problems.
+
+    Free URLs and credential names are refused outright: a run names an approved registry
+    entry, so nobody who may start a run can point a worker (and its secrets) elsewhere."""
+    if isinstance(raw, str):
+        raw = {"slug": raw}
     if not isinstance(raw, Mapping):
-        return {}, ["Give the endpoint as an object with base_url and model."]
+        return {}, ['Name a registered endpoint: {"slug": …, "model": …}.']
+    if {"base_url", "api_key_env"} & set(raw):
+        return {}, [
+            "Free URLs and credentials are not accepted: name an approved endpoint of the "
+            "model registry by its slug (GET /api/v1/registry/endpoints/)."
+        ]
     problems = [f"Unknown key '{k}'." for k in sorted(set(raw) - ENDPOINT_KEYS)]
-    base_url = str(raw.get("base_url") or "")
-    if not base_url.startswith(("http://", "https://")):
-        problems.append("base_url must be an http:// or https:// address.")
-    env_name = str(raw.get("api_key_env") or "")
-    if env_name and env_name not in os.environ:
-        problems.append(f"The environment variable {env_name} is not set on this server.")
-    cleaned = {"base_url": base_url.rstrip("/"), "model": str(raw.get("model") or "")}
-    if env_name:
-        cleaned["api_key_env"] = env_name
-    for key, cast, low, high in (
-        ("timeout_s", float, 1, 600),
-        ("max_retries", int, 0, 10),
-        ("concurrency", int, 1, 64),
-    ):
-        if raw.get(key) is None:
-            continue
+    model = str(raw.get("model") or "")
+    try:
+        registry_services.usable(
+            registry_selectors.endpoint_by_slug(raw.get("slug")), model, risk_tier=risk_tier
+        )
+    except registry_services.EndpointRefused as exc:
+        return {}, [*problems, exc.message]
+    endpoint = registry_selectors.endpoint_by_slug(raw.get("slug"))
+    cleaned = endpoint.snapshot(model)
+    if raw.get("concurrency") is not None:
         try:
-            value = cast(raw[key])
+            value = int(raw["concurrency"])
         except (TypeError, ValueError):
-            problems.append(f"{key} must be a number.")
-            continue
-        if not low <= value <= high:
-            problems.append(f"{key} must be between {low} and {high}.")
-        cleaned[key] = value
+            problems.append("concurrency must be a number.")
+        else:
+            if not 1 <= value <= endpoint.concurrency:
+                problems.append(f"concurrency must be between 1 and {endpoint.concurrency}.")
+            cleaned["concurrency"] = value
     return cleaned, problems
 
 
@@ -155,7 +161,9 @@ def run_start(
     if output_source == OutputSource.GENERATED:
         if prompt_version is None:
             errors["output_source"] = ["Generated outputs need a prompt version to render."]
-        cleaned_endpoint, problems = _clean_endpoint(endpoint or {})
+        cleaned_endpoint, problems = _clean_endpoint(
+            endpoint or {}, risk_tier=execution.run_risk_tier(suite, prompt_version)
+        )
         if problems:
             errors["endpoint"] = problems
     elif endpoint:

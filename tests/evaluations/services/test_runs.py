@@ -255,7 +255,7 @@ def test_run_start_checks_permission_and_subject(owner, outsider, engineer, suit
         services.run_start(
             actor=owner, suite=suite, prompt_version=v2, output_source="generated", endpoint={}
         )
-    assert "base_url must be an http:// or https:// address." in refused.value.errors["endpoint"]
+    assert "No such model endpoint in the registry." in refused.value.errors["endpoint"]
     assert len(case_rows()) == suite.dataset_version.case_count
 
 

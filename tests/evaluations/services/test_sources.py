@@ -13,6 +13,7 @@ from apps.evaluations.models import ModelArtifact, RunOutput
 from apps.evaluations.onnx import runners
 from tests.evaluations.fixtures import ANSWERS, jsonl
 from tests.evaluations.openai_stub import OpenAIStub, StubFailure, last_user_message
+from tests.factories import approved_endpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,11 @@ def test_generated_run_renders_each_case_and_records_failures(
             suite=suite,
             prompt_version=support_prompt.versions.get(number=2),
             output_source="generated",
-            endpoint={"base_url": stub.base_url, "model": "local-llm", "concurrency": 3},
+            endpoint={
+                "slug": approved_endpoint(stub.base_url).slug,
+                "model": "local-llm",
+                "concurrency": 3,
+            },
             batch_size=10,
         )
     run.refresh_from_db()
@@ -55,19 +60,18 @@ def test_generated_run_renders_each_case_and_records_failures(
     assert run.summary["errors"] == 1
 
 
-def test_generated_run_needs_a_reachable_shaped_endpoint(owner, suite, support_prompt):
+def test_generated_run_needs_a_registered_endpoint(owner, suite, support_prompt):
     with pytest.raises(ValidationFailed) as refused:
         services.run_start(
             actor=owner,
             suite=suite,
             prompt_version=support_prompt.versions.get(number=2),
             output_source="generated",
-            endpoint={"base_url": "ftp://x", "api_key_env": "NO_SUCH_VARIABLE_SET", "token": 1},
+            endpoint={"slug": "no-such-endpoint", "token": 1},
         )
     assert refused.value.errors["endpoint"] == [
         "Unknown key 'token'.",
-        "base_url must be an http:// or https:// address.",
-        "The environment variable NO_SUCH_VARIABLE_SET is not set on this server.",
+        "No such model endpoint in the registry.",
     ]
 
 
