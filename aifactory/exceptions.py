@@ -7,12 +7,16 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from apps.core.errors import ApplicationError
+
+# Connection-level failures: the database is down or unreachable (nothing was committed).
+DatabaseUnavailable = (OperationalError, InterfaceError)
 
 
 def _as_lists(detail) -> dict[str, list[str]]:
@@ -41,7 +45,31 @@ def _as_lists(detail) -> dict[str, list[str]]:
     return {"non_field_errors": [str(detail)]}
 
 
+def unavailable_response() -> JsonResponse:
+    """503 in the API's shape while the database does not answer; the caller may retry."""
+    wait = int(getattr(settings, "API_UNAVAILABLE_RETRY_AFTER", 5))
+    response = JsonResponse(
+        {
+            "detail": "The service is temporarily unavailable; try again shortly.",
+            "code": "unavailable",
+            "errors": {},
+        },
+        status=503,
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def server_error_response() -> JsonResponse:
+    """500 in the API's shape, in every mode: no traceback, no path, no setting."""
+    return JsonResponse(
+        {"detail": "Internal server error.", "code": "server_error", "errors": {}}, status=500
+    )
+
+
 def api_exception_handler(exc, context):
+    if isinstance(exc, DatabaseUnavailable):
+        return unavailable_response()
     if isinstance(exc, ApplicationError):
         return Response(
             {"detail": exc.message, "code": exc.code, "errors": exc.errors},

@@ -54,3 +54,4 @@ urlpatterns = [
 
 # Unmatched /api/ URLs answer in the API's error shape, not with the HTML page.
 handler404 = core_views.page_not_found
+handler500 = core_views.server_error

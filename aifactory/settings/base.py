@@ -26,7 +26,9 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless a developer turns it on (DJANGO_DEBUG=1): with it on, an unhandled error shows
+# code and paths to whoever triggers it. `make run` says which mode it runs in.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 # The embedded default is a developer machine; production.py refuses to start without a real key.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-embedded-default-key-change-me")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
@@ -69,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.core.middleware.CorrelationIdMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, so it sees a view's exception first: JSON 503/500 for the API, never a traceback.
+    "apps.core.middleware.ApiErrorMiddleware",
 ]
 
 ROOT_URLCONF = "aifactory.urls"
@@ -148,6 +152,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# The embedded default serves static files straight from the app folders (no collectstatic),
+# with DEBUG off too; production.py serves the collected, hashed files instead.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Cache -------------------------------------------------------------------------
 # Per-process memory by default; CACHE_URL (redis://…) shares it between processes, which
@@ -207,6 +215,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "aifactory.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# JSON bodies nested deeper than this are refused with a 400 (Python's parser raises
+# RecursionError at about 1,000 levels, and code reading what it parsed recurses too).
+API_JSON_MAX_DEPTH = 64
+# Seconds a client is asked to wait (Retry-After) when the database does not answer.
+API_UNAVAILABLE_RETRY_AFTER = 5
 SPECTACULAR_SETTINGS = {
     "TITLE": "AI Factory API",
     "DESCRIPTION": "Charters, prompts, evaluations and approvals for governed AI delivery.",

@@ -1,11 +1,15 @@
 """Request-scoped correlation id, echoed in the response and available to services; and
 the refusal of NUL characters, which no text column can store."""
 
+import logging
 import re
 import uuid
 from contextvars import ContextVar
 
-from django.http import HttpResponseBadRequest, JsonResponse
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+
+logger = logging.getLogger("django.request")
 
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
 
@@ -97,3 +101,59 @@ class RefuseNulMiddleware:
                 status=400,
             )
         return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
+
+
+class ApiErrorMiddleware:
+    """Errors that escape a view never answer with a traceback or an HTML page to the API:
+    a database that does not answer is a JSON 503 with Retry-After (web pages get a plain
+    503 page), anything else under /api/ a JSON 500, in every mode (DEBUG included)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code in (404, 500)
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            # DEBUG's technical 404 and 500 pages (a URL matching nothing, an error raised
+            # outside a view) would show the URL patterns or a traceback.
+            from aifactory.exceptions import server_error_response
+
+            if response.status_code == 500:
+                return server_error_response()
+            return JsonResponse(
+                {"detail": "Not found.", "code": "not_found", "errors": {}}, status=404
+            )
+        return response
+
+    def process_exception(self, request, exception):
+        from aifactory.exceptions import (
+            DatabaseUnavailable,
+            server_error_response,
+            unavailable_response,
+        )
+
+        api = request.path.startswith("/api/")
+        if isinstance(exception, DatabaseUnavailable):
+            logger.error("database unavailable on %s: %s", request.path, exception)
+            if api:
+                return unavailable_response()
+            response = HttpResponse(
+                "The service is temporarily unavailable; try again shortly.",
+                status=503,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(getattr(settings, "API_UNAVAILABLE_RETRY_AFTER", 5))
+            return response
+        if api:
+            logger.error(
+                "unhandled error on %s",
+                request.path,
+                exc_info=exception,
+                extra={"status_code": 500},
+            )
+            return server_error_response()
+        return None

@@ -60,6 +60,15 @@ def inbox_mark_read(request):
     return redirect("inbox")
 
 
+def server_error(request):
+    """An unhandled error: API clients get the API's error body, people the 500 page."""
+    if request.path.startswith("/api/"):
+        from aifactory.exceptions import server_error_response
+
+        return server_error_response()
+    return defaults.server_error(request)
+
+
 def page_not_found(request, exception):
     """A URL that matches nothing: API clients get the API's error body, people the 404 page."""
     if request.path.startswith("/api/"):

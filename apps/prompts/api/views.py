@@ -532,11 +532,8 @@ class ResolveView(APIView):
         else:
             user_id, application_id = request.user.pk, None
 
-        meta = cached.get(keys["meta"]) or _prompt_meta(slug, keys["meta"])
-        version = cached.get(keys["version"]) or hotcache.authz_version()
-        if meta is None or not _may_view(
-            user_id, meta, version, keys["decision"], cached.get(keys["decision"])
-        ):
+        meta = _meta_if_visible(user_id, slug, keys, cached)
+        if meta is None:
             return _problem("No prompt matches the given query.", "not_found", 404)
         if meta["status"] == PromptStatus.RETIRED:
             return _problem(f"Prompt {slug} is retired.", "gone", 410, successor=meta["successor"])
@@ -596,15 +593,34 @@ def _prompt_meta(slug: str, cache_key: str) -> dict | None:
     return meta
 
 
-def _may_view(user_id: int, meta: dict, version: str, key: str, cached) -> bool:
-    """Whether the caller may see the prompt; a cached decision counts only under its version."""
-    if cached is not None and cached[0] == version and cached[1] == meta["id"]:
-        return cached[2]
+def _visible_id(user_id: int, slug: str, version: str, key: str, cached) -> int | None:
+    """The id of the prompt `slug` names if the caller may see it, else None.
+
+    One question to the database, the same whether the prompt is missing or hidden (so the
+    two cannot be told apart by time either), and its answer, either way, is cached under
+    the authorization version (creating a prompt bumps it)."""
+    if cached is not None and cached[0] == version:
+        return cached[1]
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    prompt = Prompt.objects.select_related("charter").get(pk=meta["id"])
-    allowed = bool(user) and permissions.can(user, permissions.VIEW, prompt)
-    cache.set(key, (version, meta["id"], allowed), hotcache.ttl())
-    return allowed
+    found = (
+        selectors.prompt_list_visible(user).filter(slug=slug).values_list("pk", flat=True).first()
+        if user is not None
+        else None
+    )
+    cache.set(key, (version, found), hotcache.ttl())
+    return found
+
+
+def _meta_if_visible(user_id: int, slug: str, keys: dict, cached: dict) -> dict | None:
+    """The prompt's cached meta when the caller may see it; None for hidden and missing alike."""
+    version = cached.get(keys["version"]) or hotcache.authz_version()
+    found = _visible_id(user_id, slug, version, keys["decision"], cached.get(keys["decision"]))
+    if found is None:
+        return None
+    meta = cached.get(keys["meta"]) or _prompt_meta(slug, keys["meta"])
+    if meta is None or meta["id"] != found:
+        return None
+    return meta
 
 
 def _visible_meta(user, slug: str) -> dict:
@@ -616,11 +632,8 @@ def _visible_meta(user, slug: str) -> dict:
         "decision": f"authz:user:{user.pk}:prompt:{slug}",
     }
     cached = cache.get_many(list(keys.values()))
-    meta = cached.get(keys["meta"]) or _prompt_meta(slug, keys["meta"])
-    version = cached.get(keys["version"]) or hotcache.authz_version()
-    if meta is None or not _may_view(
-        user.pk, meta, version, keys["decision"], cached.get(keys["decision"])
-    ):
+    meta = _meta_if_visible(user.pk, slug, keys, cached)
+    if meta is None:
         raise NotFound("No prompt matches the given query.")
     return meta
 

@@ -48,6 +48,11 @@ class Command(BaseCommand):
         }
         self.stdout.write(banner())
         self.stdout.write(
+            "  Debug mode: on (DJANGO_DEBUG=1): errors show tracebacks; for development only.\n"
+            if settings.DEBUG
+            else "  Debug mode: off (errors show no code); DJANGO_DEBUG=1 make run turns it on.\n"
+        )
+        self.stdout.write(
             f"  web pid {children['web'].pid}, worker pid {children['worker'].pid}; Ctrl-C stops both.\n"
         )
 
