@@ -276,8 +276,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # re-enqueued by the sweeper (tests/integration/test_faults_services.py).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Every task declares its own soft and hard time limits (apps/*/tasks.py); these are the
+# backstop for any task that does not.
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
 
 # --- Evaluations -----------------------------------------------------------------------------
+# Uploaded models are validated in a child process within these bounds (onnx/sandbox.py).
+EVALUATIONS_VALIDATE_TIMEOUT_S = float(os.environ.get("AIFACTORY_VALIDATE_TIMEOUT_S", "60"))
+EVALUATIONS_VALIDATE_MEMORY_MB = int(os.environ.get("AIFACTORY_VALIDATE_MEMORY_MB", "2048"))
+# A batch task's soft time limit (seconds); generated batches wait on model servers.
+EVALUATIONS_BATCH_SOFT_TIME_LIMIT = int(os.environ.get("AIFACTORY_BATCH_TIME_LIMIT", "1500"))
 # Cases per batch task; keep a batch far shorter than the broker's visibility timeout.
 EVALUATIONS_BATCH_SIZE = int(os.environ.get("AIFACTORY_EVAL_BATCH_SIZE", "250"))
 EVALUATIONS_BATCH_MAX_ATTEMPTS = 3

@@ -9,7 +9,7 @@ from . import raci
 from .choices import Activity, Role
 
 
-@shared_task
+@shared_task(soft_time_limit=120, time_limit=180)
 def approvals_expire_open() -> int:
     """Close requests left open past their expiry."""
     from .services import approvals_expire
@@ -17,7 +17,7 @@ def approvals_expire_open() -> int:
     return approvals_expire()
 
 
-@shared_task
+@shared_task(soft_time_limit=120, time_limit=180)
 def certifications_remind() -> int:
     """A certification (the production label) lapses at the prompt's review date: remind the
     Responsible and Accountable people of each overdue live prompt, once per review date."""

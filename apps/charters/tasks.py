@@ -23,7 +23,9 @@ AUDIENCE = {
 }
 
 
-@shared_task(acks_late=True, max_retries=5, default_retry_delay=10)
+@shared_task(
+    acks_late=True, max_retries=5, default_retry_delay=10, soft_time_limit=120, time_limit=180
+)
 def charter_notify_transition(charter_id: int, transition: str, history_id: int, actor_id: int):
     """Tell the people concerned that a charter changed status (once per history row)."""
     charter = Charter.objects.select_related("business_owner").filter(pk=charter_id).first()

@@ -160,6 +160,9 @@ class ModelArtifact(models.Model):
     storage_dir = models.CharField(max_length=500, help_text="Folder under MEDIA_ROOT.")
     validation = models.JSONField(default=dict, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
+    # The claim of the worker validating it (a redelivered message finds it taken).
+    validation_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    validation_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
     quantized_from = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="quantized"
     )

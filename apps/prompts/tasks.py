@@ -11,7 +11,7 @@ from .choices import PromptStatus
 from .models import Prompt
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, soft_time_limit=120, time_limit=180)
 def prompt_notify_consumers(
     prompt_id: int, verb: str, title: str, body: str, history_id: int
 ) -> int:
@@ -38,7 +38,7 @@ def prompt_notify_consumers(
     return len(created)
 
 
-@shared_task
+@shared_task(soft_time_limit=120, time_limit=180)
 def prompt_review_reminders() -> int:
     """Remind owners of active prompts whose review date has passed (once per review date)."""
     today = timezone.localdate()
@@ -65,7 +65,7 @@ def prompt_review_reminders() -> int:
 SUNSET_NOTICE_DAYS = (14, 7, 1)
 
 
-@shared_task
+@shared_task(soft_time_limit=120, time_limit=180)
 def prompt_sunset_reminders() -> int:
     """Remind consuming application owners 14, 7 and 1 day before a deprecated prompt's
     sunset date (once per prompt and notice)."""

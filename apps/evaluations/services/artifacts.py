@@ -12,6 +12,8 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import fields as dataclass_fields
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -29,6 +32,8 @@ from apps.core.uploads import too_large
 from .. import permissions
 from ..choices import ArtifactStatus, ArtifactTask
 from ..models import ModelArtifact
+from ..onnx import sandbox
+from ..onnx.validate import ArtifactReport
 from ._common import RESERVED_SLUGS, save_with_history, unique_slug
 
 logger = logging.getLogger(__name__)
@@ -245,43 +250,101 @@ def _write_manifest(artifact: ModelArtifact, report) -> None:
     (artifact.path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def artifact_validate(artifact_id: int) -> str:
-    """Load the model in ONNX Runtime and check it against its task; record why not."""
-    from ..onnx.validate import inspect_artifact
+def validation_limits() -> sandbox.Limits:
+    return sandbox.Limits(
+        wall_seconds=float(getattr(settings, "EVALUATIONS_VALIDATE_TIMEOUT_S", 60)),
+        memory_mb=int(getattr(settings, "EVALUATIONS_VALIDATE_MEMORY_MB", 2048)),
+    )
 
+
+VALIDATION_MAX_ATTEMPTS = 2
+REPORT_FIELDS = {f.name for f in dataclass_fields(ArtifactReport)}
+
+
+def _claim_validation(artifact_id: int, limits: sandbox.Limits) -> str | None:
+    """Take the artifact for validation; None when taken, else why this message does nothing.
+
+    A claim younger than the time limit (plus a margin) belongs to a worker still at it; an
+    older one to a worker that died, and may be taken again, up to VALIDATION_MAX_ATTEMPTS:
+    a model that kills its worker every time is refused, not redelivered forever."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=limits.wall_seconds + 60)
+    claimed = (
+        ModelArtifact.objects.filter(pk=artifact_id, status=ArtifactStatus.PENDING)
+        .filter(Q(validation_started_at__isnull=True) | Q(validation_started_at__lt=stale))
+        .filter(validation_attempts__lt=VALIDATION_MAX_ATTEMPTS)
+        .update(validation_started_at=now, validation_attempts=F("validation_attempts") + 1)
+    )
+    if claimed:
+        return None
     artifact = ModelArtifact.objects.filter(pk=artifact_id).first()
     if artifact is None or artifact.status != ArtifactStatus.PENDING:
         return "skipped"
-    tokenizer = artifact.path / "tokenizer.json"
-    report = inspect_artifact(
-        artifact.path / "model.onnx",
-        task=artifact.task,
-        tokenizer_path=tokenizer if tokenizer.exists() else None,
-        max_bytes=max_bytes(),
-        labels=artifact.labels or None,
-        max_seq_length=artifact.max_seq_length,
-        pooling=artifact.pooling or "mean",
+    if artifact.validation_started_at and artifact.validation_started_at >= stale:
+        return "busy"
+    _record_report(
+        artifact_id,
+        {
+            "task": artifact.task,
+            "ok": False,
+            "problems": [
+                f"Validation did not finish in {VALIDATION_MAX_ATTEMPTS} attempts "
+                "(the worker validating it stopped each time)."
+            ],
+            "warnings": [],
+        },
     )
-    if report.ok:
-        _write_manifest(artifact, report)
+    return "invalid"
+
+
+def _record_report(artifact_id: int, report: dict) -> str:
     with transaction.atomic():
         locked = ModelArtifact.objects.select_for_update().get(pk=artifact_id)
         if locked.status != ArtifactStatus.PENDING:
             return "skipped"
-        locked.status = ArtifactStatus.VALID if report.ok else ArtifactStatus.INVALID
-        locked.validation = report.to_dict()
+        ok = bool(report.get("ok"))
+        locked.status = ArtifactStatus.VALID if ok else ArtifactStatus.INVALID
+        locked.validation = report
         locked.validated_at = timezone.now()
-        if report.ok and report.dimension:
-            locked.dimension = report.dimension
+        if ok and report.get("dimension"):
+            locked.dimension = report["dimension"]
         save_with_history(
             locked,
             actor=None,
-            reason="Validated" if report.ok else "Refused: " + "; ".join(report.problems)[:200],
+            reason="Validated" if ok else "Refused: " + "; ".join(report["problems"])[:200],
             update_fields=["status", "validation", "validated_at", "dimension"],
         )
-    if not report.ok:
+    if not ok:
         _discard_files(locked)
     return locked.status
+
+
+def artifact_validate(artifact_id: int) -> str:
+    """Load the model in ONNX Runtime and check it against its task, in a bounded child
+    process (onnx/sandbox.py); record why not. Once per artifact: a redelivered message
+    finds it claimed or decided and does nothing."""
+    limits = validation_limits()
+    refusal = _claim_validation(artifact_id, limits)
+    if refusal is not None:
+        return refusal
+    artifact = ModelArtifact.objects.get(pk=artifact_id)
+    tokenizer = artifact.path / "tokenizer.json"
+    found = sandbox.inspect_bounded(
+        {
+            "model_path": str(artifact.path / "model.onnx"),
+            "task": artifact.task,
+            "tokenizer_path": str(tokenizer) if tokenizer.exists() else None,
+            "max_bytes": max_bytes(),
+            "labels": artifact.labels or None,
+            "max_seq_length": artifact.max_seq_length,
+            "pooling": artifact.pooling or "mean",
+        },
+        limits,
+    )
+    report = ArtifactReport(**{k: v for k, v in found.items() if k in REPORT_FIELDS})
+    if report.ok:
+        _write_manifest(artifact, report)
+    return _record_report(artifact_id, report.to_dict())
 
 
 UPLOAD_FOLDER = re.compile(r"^[0-9a-f]{32}-(?:[0-9a-f]{8}|none)$")

@@ -404,6 +404,20 @@ def _retry_or_fail(batch_id: int, run_id: int, attempts: int, message: str) -> s
     raise execution.RetryBatch(message)
 
 
+def run_batch_timed_out(batch_id: int) -> str:
+    """A batch whose task passed its soft time limit: hand it back (raises RetryBatch) or, out
+    of attempts, fail it; nothing when it is no longer claimed."""
+    drop_broken_connection()
+    row = (
+        RunBatch.objects.filter(pk=batch_id, status=BatchStatus.CLAIMED)
+        .values_list("run_id", "attempts")
+        .first()
+    )
+    if row is None:
+        return "skipped"
+    return _retry_or_fail(batch_id, row[0], row[1], "The batch ran past its time limit.")
+
+
 def run_batch_execute(batch_id: int, *, queue: str = "") -> str:
     """Score one batch exactly once: claim it, produce outputs, score, write results.
 

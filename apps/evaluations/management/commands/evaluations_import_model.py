@@ -1,5 +1,6 @@
 """Import a Hugging Face Optimum export folder as a model artifact."""
 
+import time
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -9,7 +10,9 @@ from django.db import transaction
 
 from apps.charters.models import Charter
 from apps.core.errors import ApplicationError
+from apps.evaluations.choices import ArtifactStatus
 from apps.evaluations.services import artifact_import_folder, artifact_validate
+from apps.evaluations.services.artifacts import validation_limits
 
 
 class Command(BaseCommand):
@@ -53,9 +56,15 @@ class Command(BaseCommand):
             raise CommandError(f"{exc.message} {details}".strip()) from exc
         except PermissionDenied as exc:
             raise CommandError(str(exc)) from exc
-        status = artifact_validate(artifact.pk)
+        artifact_validate(artifact.pk)
+        # A running worker may have taken the validation first (its message was enqueued
+        # on commit): wait for its verdict rather than judging by who got there first.
+        deadline = time.monotonic() + validation_limits().wall_seconds + 60
         artifact.refresh_from_db()
-        if status != "valid":
+        while artifact.status == ArtifactStatus.PENDING and time.monotonic() < deadline:
+            time.sleep(0.5)
+            artifact.refresh_from_db()
+        if artifact.status != ArtifactStatus.VALID:
             problems = "; ".join(artifact.validation.get("problems", []))
             raise CommandError(f"{artifact.slug} is {artifact.status}: {problems}")
         self.stdout.write(
