@@ -106,3 +106,20 @@ def password():
 def pytest_report_header(config):
     db = settings.DATABASES["default"]
     return f"database: {db['ENGINE']} {db.get('HOST') or db['NAME']}; broker: {settings.CELERY_BROKER_URL}"
+
+
+# Suites whose result does not depend on the database or the broker (they check the same
+# contract on any backend): CI runs them once, on the production configuration (PostgreSQL +
+# Redis), and leaves them out of the embedded default's run (`make test-backend`).
+CONTRACT_PATHS = (
+    "tests/security/",
+    "tests/core/test_api_fuzz.py",
+    "tests/test_hostile_input.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.replace("\\", "/")
+        if path.startswith(CONTRACT_PATHS) or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.contract)
