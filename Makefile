@@ -42,9 +42,11 @@ test-backend: $(VENV)/.dev
 	$(PY) manage.py makemigrations --check --dry-run
 	$(BIN)/pytest -m "not contract" -p no:cov $(PYTEST_ARGS)
 
+## lint: ruff, and the app order of docs/ARCHITECTURE.md (import-linter)
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 ## audit: scan the installed packages for known vulnerabilities (pip-audit, see .ci/audit)
 audit: $(VENV)/.dev

@@ -6,9 +6,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from apps.core import metrics as core_metrics
 from apps.core import views as core_views
 from apps.core.forms import AdminSignInForm, SignInForm
+from apps.workspace import metrics as workspace_metrics
 
 admin.site.site_header = "AI Factory — compliance"
 admin.site.site_title = "AI Factory admin"
@@ -31,7 +31,7 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("", RedirectView.as_view(pattern_name="charters:list", permanent=False), name="home"),
     path("healthz", core_views.healthz, name="healthz"),
-    path("metrics", core_metrics.metrics, name="metrics"),
+    path("metrics", workspace_metrics.metrics, name="metrics"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(authentication_form=SignInForm),

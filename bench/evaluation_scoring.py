@@ -250,12 +250,12 @@ def main() -> int:
     import django
 
     django.setup()
-    from apps.core.demo import demo_setup
     from apps.evaluations import services
     from apps.evaluations.models import ModelArtifact
     from apps.evaluations.onnx.encoder import available_cpus
     from apps.evaluations.services.artifacts import artifact_quantize_execute
     from apps.prompts.models import Prompt
+    from apps.workspace.demo import demo_setup
 
     threads = args.threads or available_cpus()
     demo_setup(evaluations=False)

@@ -58,11 +58,11 @@ def main() -> int:
     django.setup()
     from django.db import connection, transaction
 
-    from apps.core.demo import demo_setup
     from apps.evaluations import services
     from apps.evaluations.models import Case, CaseResult, Dataset, DatasetVersion, Run, RunBatch
     from apps.evaluations.services import runs as run_services
     from apps.prompts.models import Prompt
+    from apps.workspace.demo import demo_setup
 
     demo_setup(evaluations=False)
     prompt = Prompt.objects.get(slug="support-reply-draft")

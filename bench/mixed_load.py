@@ -124,11 +124,11 @@ def seed() -> dict:
     from aifactory.celery import app
     from apps.approvals.models import ApprovalRequest
     from apps.charters.models import Charter
-    from apps.core.demo import DEMO_USERS, demo_setup
     from apps.core.services import api_key_create
     from apps.evaluations.demo import demo_cases, demo_outputs
     from apps.prompts import services as prompt_services
     from apps.prompts.models import Application
+    from apps.workspace.demo import DEMO_USERS, demo_setup
 
     cache.clear()  # the database was flushed: cached ids and permission decisions are stale
     app.control.purge()  # batches left queued by an interrupted earlier benchmark

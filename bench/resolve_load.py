@@ -62,7 +62,7 @@ def ensure_database(url: str) -> None:
 SEED = """
 import django; django.setup()
 from django.core.cache import cache
-from apps.core.demo import demo_setup
+from apps.workspace.demo import demo_setup
 from apps.prompts.models import Application
 from apps.prompts import services
 from apps.core.models import ApiKey

@@ -66,9 +66,9 @@ def main() -> int:
     from apps.charters.models import Charter
     from apps.charters.services import charter_share
     from apps.core import groups
-    from apps.core.demo import demo_setup
     from apps.core.services import api_key_create
     from apps.scorecards.selectors import scorecard
+    from apps.workspace.demo import demo_setup
 
     demo_setup(evaluations=False)
     charter = Charter.objects.get(slug="support-reply-drafting")

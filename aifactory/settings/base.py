@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "apps.approvals",
     "apps.scorecards",
     "apps.gateway",
+    "apps.workspace",
 ]
 
 MIDDLEWARE = [

@@ -9,13 +9,15 @@ class ApprovalsConfig(AppConfig):
     label = "approvals"
 
     def ready(self) -> None:
-        from apps.charters.services import TRANSITION_HOOKS
+        from apps.charters.services import SUBMIT_CHECKS, TRANSITION_HOOKS
 
-        from .raci import ensure_global_defaults
+        from .raci import ensure_global_defaults, submit_errors
         from .services import charter_transitioned
 
         if charter_transitioned not in TRANSITION_HOOKS:
             TRANSITION_HOOKS.append(charter_transitioned)
+        if submit_errors not in SUBMIT_CHECKS:
+            SUBMIT_CHECKS.append(submit_errors)
 
         post_migrate.connect(
             ensure_global_defaults, sender=self, dispatch_uid="approvals.raci_defaults"

@@ -503,7 +503,11 @@ TRANSITIONS: dict[str, Transition] = {
 NO_SELF_DECISION = {"approve", "reject", "go_live"}
 # Called inside every transition's transaction with (actor, charter, name, reason); other
 # apps register here (approvals: submission opens a request, decisions close it).
+# What the apps above charters add to its lifecycle without charters importing them:
+# TRANSITION_HOOKS run after every transition (approvals opens or closes the decision's
+# request); SUBMIT_CHECKS return field errors that block a submission (approvals: RACI).
 TRANSITION_HOOKS: list = []
+SUBMIT_CHECKS: list = []
 
 
 def charter_available_transitions(*, user, charter: Charter, checker=None) -> list[Transition]:
@@ -540,9 +544,9 @@ def charter_transition(*, actor, charter: Charter, name: str, reason: str = "") 
             errors={"reason": ["This field is required."]},
         )
     if name == "submit":
-        from apps.approvals.raci import submit_errors  # RACI lives in the approvals app
-
-        errors = {**charter_completeness_errors(locked), **submit_errors(locked)}
+        errors = charter_completeness_errors(locked)
+        for check in SUBMIT_CHECKS:
+            errors.update(check(locked))
         if errors:
             raise ValidationFailed("The charter is not complete enough to submit.", errors=errors)
 

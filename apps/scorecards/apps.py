@@ -6,3 +6,10 @@ class ScorecardsConfig(AppConfig):
 
     name = "apps.scorecards"
     label = "scorecards"
+
+    def ready(self) -> None:
+        from apps.evaluations.signals import run_finalized
+
+        from .drift import run_finalized_received
+
+        run_finalized.connect(run_finalized_received, dispatch_uid="scorecards.drift_evaluate")

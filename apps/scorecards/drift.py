@@ -148,3 +148,9 @@ def drift_evaluate(run_id: int) -> DriftAlert | None:
         dedupe_key=f"drift:{run.pk}",
     )
     return alert
+
+
+def run_finalized_received(sender, *, run_id: int, purpose: str, **kwargs) -> None:
+    """evaluations.signals.run_finalized: a finished drift run is compared with its certified run."""
+    if purpose == "drift":
+        drift_evaluate(run_id)

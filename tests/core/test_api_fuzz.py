@@ -35,10 +35,10 @@ from schemathesis.specs.openapi.checks import (
 from aifactory.wsgi import application
 from apps.approvals.models import ApprovalRequest, RaciAssignment
 from apps.charters.models import Charter, Metric
-from apps.core.demo import demo_setup
 from apps.evaluations import services as evaluation_services
 from apps.evaluations.models import Run
 from apps.prompts.models import PolicyFinding, Prompt
+from apps.workspace.demo import demo_setup
 from tests.evaluations.fixtures import case_rows, good_outputs, jsonl
 
 # Loaded from the running application, as a client would: the WSGI app serves it in-process.

@@ -244,7 +244,7 @@ def test_pages_render_for_the_owner_and_hide_from_outsiders(
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_demo_scorecard_and_portfolio_in_a_browser(page, password):
-    from apps.core.demo import demo_setup
+    from apps.workspace.demo import demo_setup
 
     demo_setup(evaluations=False)
     log_in(page, "olivia", "olivia-demo-2026")

@@ -20,7 +20,7 @@ from apps.prompts.models import Label
 from apps.registry import selectors as registry_selectors
 from apps.registry import services as registry_services
 
-from .. import analysis, permissions
+from .. import analysis, permissions, signals
 from ..choices import (
     ACTIVE_RUN_STATUSES,
     ArtifactStatus,
@@ -536,10 +536,9 @@ def run_finalize(run_id: int) -> str:
                 },
             )
             transaction.on_commit(lambda: _notify_finished(run_id))
-            if run.purpose == "drift":
-                from apps.scorecards.drift import drift_evaluate
-
-                transaction.on_commit(lambda: drift_evaluate(run_id))
+            transaction.on_commit(
+                lambda: signals.run_finalized.send(sender=Run, run_id=run_id, purpose=run.purpose)
+            )
     return "finalized" if moved else "duplicate"
 
 

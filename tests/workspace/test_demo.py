@@ -4,9 +4,9 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 
 from apps.charters.models import Charter
-from apps.core.demo import DEMO_USERS, banner, demo_setup
 from apps.core.models import ApiKey
 from apps.prompts.models import Prompt
+from apps.workspace.demo import DEMO_USERS, banner, demo_setup
 
 pytestmark = pytest.mark.django_db
 
@@ -38,9 +38,9 @@ def test_demo_api_key_is_printed_once_with_the_passwords():
 
 
 def test_demo_evaluation_shows_an_improvement_and_a_regressed_segment(default_encoder):
-    from apps.core.demo import DEMO_USERS as specs
     from apps.evaluations.demo import demo_evaluations
     from apps.evaluations.models import Run
+    from apps.workspace.demo import DEMO_USERS as specs
 
     demo_setup(evaluations=False)
     users = {spec.username: get_user_model().objects.get(username=spec.username) for spec in specs}

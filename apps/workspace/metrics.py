@@ -13,6 +13,10 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from apps.approvals.models import ApprovalRequest
+from apps.evaluations.models import Run, RunBatch
+from apps.gateway.models import Call
+
 
 def _allowed(request) -> bool:
     """Staff sessions, or `Authorization: Bearer $AIFACTORY_METRICS_TOKEN` for scrapers."""
@@ -39,9 +43,6 @@ def _queue_depth() -> int | None:
 
 def collect() -> list[tuple[str, str, dict, float]]:
     """(name, help, labels, value) samples."""
-    from apps.approvals.models import ApprovalRequest
-    from apps.evaluations.models import Run, RunBatch
-    from apps.gateway.models import Call
 
     day_ago = timezone.now() - dt.timedelta(days=1)
     samples = []

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from apps.core.demo import banner, demo_setup
+from apps.workspace.demo import banner, demo_setup
 
 
 class Command(BaseCommand):

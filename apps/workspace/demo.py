@@ -11,11 +11,20 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from apps.approvals import raci
+from apps.approvals import services as approval_services
+from apps.approvals.choices import Activity, Role
+from apps.approvals.models import ApprovalRequest, RaciAssignment
 from apps.charters import services as charter_services
 from apps.charters.models import Charter
-
-from . import groups
-from .models import ApiKey
+from apps.core import groups
+from apps.core.models import ApiKey
+from apps.evaluations.demo import demo_evaluations
+from apps.prompts import services as prompt_services
+from apps.prompts.models import Application, Prompt
+from apps.registry import services as registry_services
+from apps.registry.models import ModelEndpoint
+from apps.scorecards.demo import demo_telemetry
 
 
 @dataclass(frozen=True)
@@ -282,14 +291,10 @@ def demo_setup(*, evaluations: bool = True) -> dict:
     api_key = _demo_prompts(users, support)
     result = {"users": DEMO_USERS, "api_key": api_key, "integration_user": INTEGRATION_USER}
     if evaluations:
-        from apps.evaluations.demo import demo_evaluations
-        from apps.prompts.models import Prompt
-
         result["evaluations"] = demo_evaluations(
             users, Prompt.objects.get(slug="support-reply-draft")
         )
     result["approvals"] = _demo_approvals(users, support)
-    from apps.scorecards.demo import demo_telemetry
 
     result["telemetry"] = demo_telemetry(olivia, support)
     return result
@@ -316,10 +321,6 @@ DEMO_ENDPOINT = {
 def _demo_registry(users) -> None:
     """The vendor endpoint the support charter depends on: proposed by Pat, approved by Carl
     through an approval request (nothing calls it: the address is a documentation name)."""
-    from apps.approvals import services as approval_services
-    from apps.approvals.models import ApprovalRequest
-    from apps.registry import services as registry_services
-    from apps.registry.models import ModelEndpoint
 
     if ModelEndpoint.objects.filter(slug=DEMO_ENDPOINT["slug"]).exists():
         return
@@ -341,12 +342,6 @@ def _demo_registry(users) -> None:
 def _demo_approvals(users, support) -> dict:
     """RACI on the support charter and Pat's promotion request for v2, waiting in Carl's inbox
     (with the evaluations loaded, its gate shows v2's failing partner segment)."""
-    from apps.approvals import raci
-    from apps.approvals import services as approval_services
-    from apps.approvals.choices import Activity, Role
-    from apps.approvals.models import ApprovalRequest, RaciAssignment
-    from apps.prompts import services as prompt_services
-    from apps.prompts.models import Prompt
 
     olivia, carl, pat = users["olivia"], users["carl"], users["pat"]
     if not RaciAssignment.objects.filter(charter=support).exists():
@@ -419,8 +414,6 @@ SUPPORT_VARIABLES = [
 
 def _demo_prompts(users, support) -> str | None:
     """The support charter's reply prompt (v1 live, v2 in review) and the helpdesk application."""
-    from apps.prompts import services as prompt_services
-    from apps.prompts.models import Application, Prompt
 
     olivia, carl, pat = users["olivia"], users["carl"], users["pat"]
     if not Prompt.objects.filter(slug="support-reply-draft").exists():

@@ -8,7 +8,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.demo import banner
+from apps.workspace.demo import banner
 
 STOP_GRACE_SECONDS = 15
 
