@@ -238,6 +238,10 @@ def _pages(ws) -> list[Page]:
         Page("owner", f"/scorecards/{charter.slug}/"),
         Page("owner", "/inbox/"),
         Page("compliance", "/inbox/"),
+        Page("owner", "/registry/"),
+        Page("owner", "/registry/" + Q.replace("q=", "status="), 200, False),  # ignored filter
+        Page("owner", f"/registry/{ws['endpoint'].slug}/"),
+        Page("engineer", f"/registry/{ws['endpoint'].slug}/"),
     ]
 
 
@@ -262,6 +266,63 @@ def test_web_pages_show_the_payload_escaped(ws):
             _assert_inert_html(response.content.decode(), where, shown=page.shows_text)
         except AssertionError as exc:
             failures.append(str(exc))
+    assert not failures, "\n".join(failures)
+
+
+def _element(body: str, element_id: str) -> str:
+    """The text of the element with `element_id`, up to its closing tag."""
+    start = body.index(f'id="{element_id}"')
+    tag = body.rindex("<", 0, start)
+    name = body[tag + 1 : start].split()[0]
+    return body[start : body.index(f"</{name}>", start)]
+
+
+def test_model_registry_shows_the_endpoint_text_escaped_and_keeps_its_credential(ws):
+    """The registry's pages, its admin (as the operator who keeps it) and its API show each
+    text an operator typed about an endpoint escaped, or verbatim in JSON; the name of its
+    credential is the stewards' business only; the run page shows the endpoint it recorded."""
+    endpoint = ws["endpoint"]
+    tag = workspace.CREDENTIAL_TAG
+    failures = []
+    reads = [
+        ("owner", "/registry/", ("name", "vendor", "region")),
+        ("owner", f"/registry/{endpoint.slug}/", ("name", "description", "vendor", "terms")),
+        ("owner", f"/api/v1/registry/endpoints/{endpoint.slug}/", ("status_reason",)),
+        ("engineer", "/admin/registry/modelendpoint/", ("name", "credential")),
+        ("engineer", f"/admin/registry/modelendpoint/{endpoint.pk}/change/", ("credential",)),
+        ("engineer", f"/admin/registry/modelendpoint/{endpoint.pk}/history/", ()),
+    ]
+    for persona, url, fields in reads:
+        response = _as(ws, persona).get(url, HTTP_ACCEPT="application/json")
+        where = f"{url} as {persona}"
+        if response.status_code != 200:
+            failures.append(f"{where}: {response.status_code}")
+            continue
+        body = response.content.decode()
+        if url.startswith("/api/"):
+            data = response.json()
+            _assert_verbatim_json(data, where)
+            for name in ("name", "description", "vendor", "region", "terms", "status_reason"):
+                if data[name] != getattr(endpoint, name):
+                    failures.append(f"{where}: {name} not as typed")
+            if data["model_names"] != endpoint.model_names or "credential" in data:
+                failures.append(f"{where}: model names changed or the credential shown")
+        else:
+            try:
+                _assert_inert_html(body, where, shown=bool(fields))
+            except AssertionError as exc:
+                failures.append(str(exc))
+        shown = "credential" in fields
+        if (tag in body) != shown:
+            failures.append(f"{where}: the credential's name {'missing' if shown else 'shown'}")
+    run = _as(ws, "owner").get(f"/evaluations/runs/{ws['run'].pk}/").content.decode()
+    paragraph = _element(run, "run-endpoint")
+    _assert_inert_html(paragraph, "the run's endpoint")
+    for snapshot_tag in (workspace.SNAPSHOT_NAME_TAG, workspace.SNAPSHOT_VENDOR_TAG):
+        if snapshot_tag not in paragraph:
+            failures.append(f"the run page does not show the endpoint's {snapshot_tag!r}")
+    if f'href="/registry/{endpoint.slug}/"' not in paragraph:
+        failures.append("the run page does not link the endpoint")
     assert not failures, "\n".join(failures)
 
 
@@ -455,6 +516,9 @@ def _api_gets(ws) -> list[tuple[str, str]]:
         ),
         ("owner", f"{api}/charters/{charter.slug}/scorecard/"),
         ("owner", f"{api}/portfolio/"),
+        ("owner", f"{api}/registry/endpoints/"),
+        ("owner", f"{api}/registry/endpoints/{ws['endpoint'].slug}/"),
+        ("engineer", f"{api}/registry/endpoints/{ws['endpoint'].slug}/"),
     ]
 
 
@@ -787,6 +851,40 @@ def _nul_requests(ws) -> list[tuple[str, str, str, dict | None]]:
         ),
         ("admin", "get", "/admin/charters/charter/?q=" + NUL, None),
         ("admin", "get", "/admin/core/auditevent/?q=" + NUL, None),
+        ("owner", "get", f"/registry/?status={NUL}&data_location={NUL}", None),
+        ("owner", "get", f"/api/v1/registry/endpoints/?vendor={NUL}&status={NUL}", None),
+        ("engineer", "get", "/admin/registry/modelendpoint/?q=" + NUL, None),
+        (
+            "engineer",
+            "post",
+            "/api/v1/registry/endpoints/",
+            {
+                "name": NUL,
+                "base_url": "http://10.0.0.5/v1" + NUL,
+                "vendor": NUL,
+                "model_names": [NUL],
+                "allow_private": True,
+                "allow_private_reason": NUL,
+            },
+        ),
+        (
+            "engineer",
+            "patch",
+            f"/api/v1/registry/endpoints/{ws['endpoint'].slug}/",
+            {"description": NUL, "terms": NUL, "reason": NUL},
+        ),
+        (
+            "engineer",
+            "post",
+            f"/api/v1/registry/endpoints/{ws['endpoint'].slug}/request/",
+            {"change": "retire", "reason": NUL},
+        ),
+        (
+            "engineer",
+            "post",
+            f"/api/v1/registry/endpoints/{ws['endpoint'].slug}/suspend/",
+            {"reason": NUL},
+        ),
         (
             "owner",
             "post",

@@ -33,9 +33,9 @@ from apps.evaluations.models import ModelArtifact
 from apps.gateway.models import Call, OnlineScore, Route
 from apps.prompts import services as prompt_services
 from apps.prompts.models import PolicyFinding, PolicyRule
+from apps.registry.models import ModelEndpoint
 from apps.scorecards.models import DriftAlert
 from apps.scorecards.services import telemetry_ingest
-from apps.registry.models import ModelEndpoint
 from tests import factories
 
 FORMULA = '=HYPERLINK("http://x")'
@@ -60,6 +60,10 @@ ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"
 EVALUATED = (")>49", ")&gt;49", "49\x1b", "49\\u001b")
 
 SEGMENT = f"seg{SCRIPT}"  # a segment key and value an integration sends
+# Tags that tell a model endpoint's texts apart where a page must (or must not) show them.
+CREDENTIAL_TAG = " cred-name"
+SNAPSHOT_NAME_TAG = " snap-name"
+SNAPSHOT_VENDOR_TAG = " snap-vendor"
 
 
 def text(max_length: int | None = None, tag: str = "") -> str:
@@ -381,6 +385,8 @@ def build() -> Workspace:
     )
     # A generated run records the endpoint's own error message for a case.
     run.outputs.filter(pk=run.outputs.order_by("pk").first().pk).update(error=text())
+    # Operators type an endpoint's texts; made directly, since the services refuse a hostile
+    # proxy or credential name. The credential's name is tagged: only stewards may read it.
     endpoint = ModelEndpoint.objects.create(
         name=text(120),
         slug="hostile-endpoint",
@@ -392,12 +398,17 @@ def build() -> Workspace:
         terms=text(),
         status="approved",
         status_reason=text(300),
-        credential=text(100),
+        credential=text(100, CREDENTIAL_TAG),
         allow_private_reason=text(300),
         proxy=text(300),
     )
+    # The run page shows the snapshot's name and vendor: tagged, so the page proves it.
     type(run).objects.filter(pk=run.pk).update(
-        endpoint={**endpoint.snapshot(text(200)), "name": text(120), "vendor": text(120)}
+        endpoint={
+            **endpoint.snapshot(text(200)),
+            "name": text(120, SNAPSHOT_NAME_TAG),
+            "vendor": text(120, SNAPSHOT_VENDOR_TAG),
+        }
     )
     route = Route.objects.create(prompt=prompt, endpoint=endpoint, model=text(200))
     call = Call.objects.create(
@@ -420,7 +431,7 @@ def build() -> Workspace:
     DriftAlert.objects.create(
         charter=charter, prompt=prompt, run=run, summary=text(), regressions=[{"metric": text()}]
     )
-    ws.update(artifact=artifact, route=route, call=call)
+    ws.update(artifact=artifact, endpoint=endpoint, route=route, call=call)
 
     now = timezone.now().isoformat()
     result = telemetry_ingest(

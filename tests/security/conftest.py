@@ -5,6 +5,11 @@ engineer who is staff because operators use the admin), Alice (Accountable), Col
 and Ivan (Informed) for approving production prompts. *alpha-draft* is Olivia's draft with the
 same RACI. Charter *bravo* belongs to Oscar, who owns the *crm* application; crm's API key (its
 service user, an integration) was given view access to bravo only. Carl is compliance staff.
+
+The model registry is one library for everyone signed in: *alpha-llm* is approved (alpha and
+bravo both depend on it), *beta-llm* proposed, *gamma-llm* suspended, and *delta-llm* proposed
+with Rita's open request that compliance approve it. Rita (platform) and Carl (compliance) are
+its stewards; nobody else may change it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from django.test import override_settings
 from apps.approvals import raci
 from apps.approvals import services as approval_services
 from apps.approvals.choices import Activity, Role
-from apps.charters.choices import CharterStatus
+from apps.charters.choices import CharterStatus, DependencyKind
+from apps.charters.models import Dependency
 from apps.charters.services import charter_share
 from apps.core.models import AuditEvent, Notification
 from apps.evaluations import services as eval_services
@@ -103,6 +109,29 @@ def _evaluation_assets(owner, charter, prompt, version, prefix: str) -> dict:
     }
 
 
+def _registry(steward, alpha, bravo) -> dict:
+    """The registry's endpoints (made directly: approval is tested through the approvals
+    workflow), the charters' dependencies on one, and an open request about another."""
+    url = "http://127.0.0.1:9/v1"
+    endpoint = factories.approved_endpoint(url, slug="alpha-llm", models=("alpha-chat",))
+    proposed = factories.approved_endpoint(url, slug="beta-llm", status="proposed")
+    suspended = factories.approved_endpoint(url, slug="gamma-llm", status="suspended")
+    waiting = factories.approved_endpoint(url, slug="delta-llm", status="proposed")
+    for charter in (alpha, bravo):
+        Dependency.objects.create(
+            charter=charter, kind=DependencyKind.MODEL, name="Alpha LLM", endpoint=endpoint
+        )
+    request = approval_services.endpoint_request(
+        actor=steward, endpoint=waiting, change="approve", reason="Reviewed the data terms."
+    )
+    return {
+        "endpoint": endpoint,
+        "proposed_endpoint": proposed,
+        "suspended_endpoint": suspended,
+        "endpoint_request": request,
+    }
+
+
 def build_world() -> World:
     """Every row the matrix needs, made through the services where they exist."""
     world = World()
@@ -171,6 +200,8 @@ def build_world() -> World:
     alpha_eval = _evaluation_assets(owner, alpha, prompt, v2, "alpha")
     bravo_eval = _evaluation_assets(outsider, bravo, bravo_prompt, b1, "bravo")
 
+    registry = _registry(responsible, alpha, bravo)
+
     for person in (owner, outsider):
         Notification.objects.create(
             recipient=person,
@@ -213,6 +244,7 @@ def build_world() -> World:
         "bravo_audit": AuditEvent.objects.filter(charter_id=bravo.pk).order_by("id").first(),
         **alpha_eval,
         **{f"bravo_{k}": v for k, v in bravo_eval.items()},
+        **registry,
     }
     assert world["metric"].baseline_value == Decimal("12")
     return world

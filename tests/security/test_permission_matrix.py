@@ -11,7 +11,9 @@ are the personas. A cell is the outcome the design allows:
   object gets (creating under a charter you cannot see must not tell you it exists);
 - ``L``: not signed in: web pages redirect to the login page, the admin to its own login, the
   API answers 401 (an API key means nothing to web pages and the admin);
-- ``D``: a web form post that was done: a redirect without an error message;
+- ``D``: a web form post that was done: a redirect without an error message (and, where the
+  row says what, a message saying it was done: the admin redirects after an action it did
+  not run too);
 - ``G``: the admin's answer to an object outside the user's queryset (a redirect to the admin
   index), equal to its answer for an object that does not exist.
 
@@ -42,6 +44,8 @@ pytestmark = pytest.mark.django_db
 ALPHA_PEOPLE = "owner responsible accountable consulted informed compliance"
 BRAVO_PEOPLE = "compliance outsider foreign_key"
 BRAVO_HUMANS = "compliance outsider"
+HUMANS = ALPHA_PEOPLE + " outsider"
+STEWARDS = "responsible compliance"  # the registry's: platform and compliance (REGISTRY_STEWARD)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Row:
     data: object = None
     fmt: str = "json"  # json | form | multipart | raw
     shows: dict = field(default_factory=dict)  # marker text -> personas who must see it
+    said: str = ""  # for D cells: words a message after the post must hold (it was done)
 
     @property
     def kind(self) -> str:
@@ -78,6 +83,26 @@ def _upload():
 REASON = {"reason": "Checked with the team."}
 OUTPUTS = [{"id": "c1", "output": "Returns within 30 days."}]
 ALL = "200 200 200 200 200 200 200"  # every signed-in human
+# The registry's writes: its stewards do them, everyone else who may read it is refused.
+STEWARD_WRITE = "403 {ok} 403 403 403 {ok} 403 403 L"
+STEWARD_FORM = "L D L L L D L L L"  # admin posts: only staff reach the admin at all
+CHANGELIST = "/admin/registry/modelendpoint/"
+NEW_ENDPOINT = {
+    "name": "Matrix LLM",
+    "slug": "matrix-llm",
+    "base_url": "http://10.0.0.5:8000/v1",
+    "model_names": ["matrix-chat"],
+    "vendor": "internal",
+    "data_location": "on_premises",
+    "allow_private": True,
+    "allow_private_reason": "The on-premises model server.",
+}
+
+
+def _admin_action(name: str, pk: str) -> dict:
+    """An admin action on one endpoint, its reason given (the form it asks for first)."""
+    return {"action": name, "_selected_action": [pk], "index": 0, "apply": "1", **REASON}
+
 
 WEB = [
     # --- charters: the business owner's pages --------------------------------------------------
@@ -277,7 +302,8 @@ WEB = [
         "GET",
         "/approvals/",
         f"{ALL} L L",
-        shows={"alpha-reply": "owner accountable consulted"},
+        # delta-llm: the endpoint request, its requester's and compliance's (who decides).
+        shows={"alpha-reply": "owner accountable consulted", "delta-llm": STEWARDS},
     ),
     Row(
         "web-approval-detail",
@@ -372,6 +398,44 @@ WEB = [
         shows={"Hello olivia": "owner", "Hello oscar": "outsider"},
     ),
     Row("web-inbox-read", "POST", "/inbox/read/", "D D D D D D D L L", fmt="form"),
+    # --- the model registry: one library every signed-in person reads ------------------------
+    # Which charters depend on an endpoint follows charter visibility; its stewards are offered
+    # to propose and to manage it in the admin.
+    Row(
+        "web-registry-list",
+        "GET",
+        "/registry/",
+        f"{ALL} L L",
+        shows={"alpha-llm": HUMANS, "beta-llm": HUMANS, "Propose an endpoint": STEWARDS},
+    ),
+    Row(
+        "web-registry-detail",
+        "GET",
+        "/registry/{endpoint}/",
+        f"{ALL} L L",
+        shows={
+            "Alpha support": ALPHA_PEOPLE,
+            "Bravo sales": BRAVO_HUMANS,
+            "Manage in the admin": STEWARDS,
+        },
+    ),
+    Row("web-registry-detail-missing", "GET", "/registry/no-such-thing/", "404 " * 7 + "L L"),
+    # Requests about endpoints are the stewards' (and compliance decides them): to anyone else
+    # such a request does not exist.
+    Row(
+        "web-endpoint-approval-detail",
+        "GET",
+        "/approvals/{endpoint_request}/",
+        "404 200 404 404 404 200 404 L L",
+    ),
+    Row(
+        "web-endpoint-approval-approve",
+        "POST",
+        "/approvals/{endpoint_request}/",
+        "404 403 404 404 404 D 404 L L",
+        data={"verdict": "approve", "comment": "Data terms checked."},
+        fmt="form",
+    ),
 ]
 
 # The admin is compliance's (DESIGN: compliance works in the Django admin). Rita is staff as an
@@ -559,6 +623,80 @@ ADMIN = [
     Row("admin-audit-list", "GET", "/admin/core/auditevent/", "L 403 L L L 200 L L L"),
     Row("admin-application-list", "GET", "/admin/prompts/application/", "L 403 L L L 200 L L L"),
     Row("admin-apikey-list", "GET", "/admin/core/apikey/", "L 403 L L L 403 L L L"),
+    # The model registry: operators and compliance keep it (REGISTRY_STEWARD); approval,
+    # reinstatement and retirement are requests, suspension the emergency stop.
+    Row("admin-registry-list", "GET", CHANGELIST, ADMIN_STAFF, shows={"alpha-llm": STEWARDS}),
+    Row("admin-registry-add", "GET", f"{CHANGELIST}add/", ADMIN_STAFF),
+    Row(
+        "admin-registry-add-post",
+        "POST",
+        f"{CHANGELIST}add/",
+        STEWARD_FORM,
+        data={
+            **NEW_ENDPOINT,
+            "model_names": "matrix-chat",
+            "description": "",
+            "provider_kind": "openai",
+            "region": "",
+            "retention_days": "",
+            "training_use": "no",
+            "terms": "",
+            "risk_tiers": ["low", "medium"],
+            "credential": "",
+            "proxy": "",
+            "price_per_1k_input": "0",
+            "price_per_1k_output": "0",
+            "timeout_s": "30",
+            "max_retries": "2",
+            "concurrency": "4",
+        },
+        fmt="form",
+        said="was added successfully",
+    ),
+    Row("admin-registry-change", "GET", CHANGELIST + "{endpoint_pk}/change/", ADMIN_STAFF),
+    Row("admin-registry-history", "GET", CHANGELIST + "{endpoint_pk}/history/", ADMIN_STAFF),
+    Row(
+        "admin-registry-ask-approve",
+        "POST",
+        CHANGELIST,
+        STEWARD_FORM,
+        data=_admin_action("ask_approve", "{proposed_endpoint_pk}"),
+        said="approval requested",
+        fmt="form",
+    ),
+    Row(
+        "admin-registry-suspend",
+        "POST",
+        CHANGELIST,
+        STEWARD_FORM,
+        data=_admin_action("suspend", "{endpoint_pk}"),
+        said="suspended",
+        fmt="form",
+    ),
+    Row(
+        "admin-registry-ask-reinstate",
+        "POST",
+        CHANGELIST,
+        STEWARD_FORM,
+        data=_admin_action("ask_reinstate", "{suspended_endpoint_pk}"),
+        said="reinstatement requested",
+        fmt="form",
+    ),
+    Row(
+        "admin-registry-ask-retire",
+        "POST",
+        CHANGELIST,
+        STEWARD_FORM,
+        data=_admin_action("ask_retire", "{endpoint_pk}"),
+        said="retirement requested",
+        fmt="form",
+    ),
+    Row(
+        "admin-endpoint-approval-change",
+        "GET",
+        "/admin/approvals/approvalrequest/{endpoint_request}/change/",
+        ADMIN_STAFF,
+    ),
 ]
 
 API = [
@@ -1148,7 +1286,7 @@ API = [
         "GET",
         "/api/v1/approvals/requests/",
         f"{ALL} 200 L",
-        shows={"alpha-reply": ALPHA_PEOPLE},
+        shows={"alpha-reply": ALPHA_PEOPLE, "delta-llm": STEWARDS},
     ),
     Row(
         "api-approval-detail",
@@ -1249,6 +1387,74 @@ API = [
         f"{ALL} 200 L",
         shows={"Alpha support": ALPHA_PEOPLE, "Bravo sales": BRAVO_PEOPLE},
     ),
+    # --- the model registry ----------------------------------------------------------------------
+    # Everyone signed in reads it, integrations included (they pick endpoints from it); only
+    # its stewards propose, edit, ask for decisions and suspend.
+    Row(
+        "api-registry-list",
+        "GET",
+        "/api/v1/registry/endpoints/",
+        f"{ALL} 200 L",
+        shows={'"slug":"alpha-llm"': HUMANS + " foreign_key"},
+    ),
+    Row("api-registry-detail", "GET", "/api/v1/registry/endpoints/{endpoint}/", f"{ALL} 200 L"),
+    Row(
+        "api-registry-create",
+        "POST",
+        "/api/v1/registry/endpoints/",
+        STEWARD_WRITE.format(ok=201),
+        data=NEW_ENDPOINT,
+    ),
+    Row(
+        "api-registry-update",
+        "PATCH",
+        "/api/v1/registry/endpoints/{endpoint}/",
+        STEWARD_WRITE.format(ok=200),
+        data={"description": "Serves the support pilots."},
+    ),
+    # Where data goes is decided: the edit becomes a request (still 200, naming it).
+    Row(
+        "api-registry-update-governed",
+        "PATCH",
+        "/api/v1/registry/endpoints/{endpoint}/",
+        STEWARD_WRITE.format(ok=200),
+        data={"vendor": "Example AI", **REASON},
+    ),
+    Row(
+        "api-registry-request",
+        "POST",
+        "/api/v1/registry/endpoints/{endpoint}/request/",
+        STEWARD_WRITE.format(ok=201),
+        data={"change": "retire", **REASON},
+    ),
+    Row(
+        "api-registry-request-approve",
+        "POST",
+        "/api/v1/registry/endpoints/{proposed_endpoint}/request/",
+        STEWARD_WRITE.format(ok=201),
+        data={"change": "approve", **REASON},
+    ),
+    Row(
+        "api-registry-suspend",
+        "POST",
+        "/api/v1/registry/endpoints/{endpoint}/suspend/",
+        STEWARD_WRITE.format(ok=200),
+        data=REASON,
+    ),
+    # Compliance is Accountable for approving endpoints; the requester may not approve.
+    Row(
+        "api-endpoint-approval-detail",
+        "GET",
+        "/api/v1/approvals/requests/{endpoint_request}/",
+        "404 200 404 404 404 200 404 404 L",
+    ),
+    Row(
+        "api-endpoint-approval-approve",
+        "POST",
+        "/api/v1/approvals/requests/{endpoint_request}/decide/",
+        "404 403 404 404 404 200 404 404 L",
+        data={"verdict": "approve"},
+    ),
 ]
 
 ROWS = WEB + ADMIN + API
@@ -1286,6 +1492,12 @@ def _values(world) -> dict:
         "artifact": w["artifact"].slug,
         "run": w["run"].pk,
         "bravo_run": w["bravo_run"].pk,
+        "endpoint": w["endpoint"].slug,
+        "endpoint_pk": w["endpoint"].pk,
+        "proposed_endpoint": w["proposed_endpoint"].slug,
+        "proposed_endpoint_pk": w["proposed_endpoint"].pk,
+        "suspended_endpoint_pk": w["suspended_endpoint"].pk,
+        "endpoint_request": w["endpoint_request"].pk,
     }
 
 
@@ -1379,8 +1591,14 @@ def _body(response, path: str, references=()) -> str:
     return text
 
 
+def _messages(response) -> list:
+    if not hasattr(response, "matrix_messages"):
+        response.matrix_messages = list(get_messages(response.wsgi_request))
+    return response.matrix_messages
+
+
 def _error_messages(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request) if m.level >= ERROR]
+    return [str(m) for m in _messages(response) if m.level >= ERROR]
 
 
 def _check_login(row: Row, response) -> None:
@@ -1419,6 +1637,8 @@ def test_cell(world, row: Row, persona: str):
     elif expected == "D":
         assert status == 302, (status, detail)
         assert not _error_messages(response), _error_messages(response)
+        said = [str(m) for m in _messages(response)]
+        assert not row.said or any(row.said in m for m in said), said
     elif expected == "G":
         assert status == 302 and response["Location"] == "/admin/", (status, detail)
         _check_same_as_ghost(world, row, persona, path, response)
