@@ -235,6 +235,8 @@ def pack(charter: Charter) -> dict[str, Any]:
             }
             for a in approvals.select_related("requested_by")
         ],
+        # Status changes made directly by someone who does not run the charter, with why.
+        "overrides": [event_dict(e) for e in events if e.verb == "charter.override"],
         "audit_events": [event_dict(e) for e in events],
         "audit_chain": {
             "verified": chain.ok,

@@ -222,17 +222,32 @@ def _execute(request: ApprovalRequest, actor, *, note: str) -> None:
             charter=request.charter,
             name=request.transition,
             reason=f"Approval request #{request.pk}",
+            decided=True,
         )
     elif request.kind == RequestKind.THRESHOLD_CHANGE:
-        from apps.evaluations.services import threshold_set
+        from apps.evaluations.services import suite_update, threshold_delete, threshold_set
 
-        threshold_set(
-            actor=actor,
-            suite=request.suite,
-            threshold=request.threshold,
-            fields=request.proposed["fields"],
-            reason=f"Approval request #{request.pk}: {request.reason}",
-        )
+        why = f"Approval request #{request.pk}: {request.reason}"
+        if "suite_fields" in request.proposed:
+            suite_update(
+                actor=actor,
+                suite=request.suite,
+                fields=_suite_fields_from(request.proposed["suite_fields"]),
+                reason=why[:100],
+                decided=True,
+            )
+        elif request.proposed.get("delete"):
+            if request.threshold is not None:
+                threshold_delete(actor=actor, threshold=request.threshold, reason=why, decided=True)
+        else:
+            threshold_set(
+                actor=actor,
+                suite=request.suite,
+                threshold=request.threshold,
+                fields=request.proposed["fields"],
+                reason=why,
+                decided=True,
+            )
     elif request.kind == RequestKind.ENDPOINT:
         registry_services.endpoint_apply(
             actor=actor,
@@ -487,7 +502,8 @@ def charter_transition_request(*, actor, charter, name: str, reason: str = "") -
     from apps.charters import permissions as charter_permissions
     from apps.charters.services import TRANSITIONS
 
-    charter_permissions.require(actor, charter_permissions.CHANGE, charter)
+    # Those who run the charter ask, and so may compliance (who then cannot approve it).
+    charter_permissions.require(actor, charter_permissions.OPERATE, charter)
     if name not in DECIDED_TRANSITIONS or name not in TRANSITIONS:
         raise ValidationFailed(
             "That change does not go through an approval request.",
@@ -511,9 +527,24 @@ def charter_transition_request(*, actor, charter, name: str, reason: str = "") -
     )
 
 
-def charter_transitioned(*, actor, charter, name: str, reason: str) -> None:
+def charter_transitioned(*, actor, charter, name: str, reason: str, override: bool = False) -> None:
     """Hook run by every charter transition: a submission opens the approval request that
-    compliance decides; a direct decision (approve, reject, go live, withdraw) closes it."""
+    compliance decides; a direct decision (approve, reject, withdraw) closes it; an override
+    tells the owner and the Accountable for approving charters."""
+    if override:
+        told = {charter.business_owner_id} | set(
+            raci.members(raci.effective(charter, Activity.APPROVE_CHARTER, Role.ACCOUNTABLE))
+        )
+        transaction.on_commit(
+            lambda: notification_send(
+                recipients=User.objects.filter(pk__in=told - {actor.pk}, is_active=True),
+                verb="charter.override",
+                title=f"Override: {charter.title} is now {charter.get_status_display().lower()}",
+                body=f"{actor.get_full_name() or actor.get_username()} ({name}): {reason}",
+                url=charter.get_absolute_url(),
+                dedupe_key=f"charter-override:{charter.pk}:{charter.updated_at.isoformat()}",
+            )
+        )
     open_request = (
         ApprovalRequest.objects.select_for_update(of=("self",))
         .filter(charter=charter, kind=RequestKind.CHARTER_TRANSITION, status=RequestStatus.OPEN)
@@ -699,3 +730,98 @@ def endpoint_change(*, actor, endpoint, fields, reason: str = ""):
     return endpoint_request(
         actor=actor, endpoint=endpoint, change="change", reason=reason, fields=governed
     )
+
+
+def _owner_slot(user, label: str) -> dict:
+    return {
+        "activity": Activity.OWN_EVALUATION_THRESHOLDS,
+        "role": Role.ACCOUNTABLE,
+        "label": label,
+        "who": user.get_full_name() or user.get_username(),
+        "members": [user.pk],
+    }
+
+
+@transaction.atomic
+def threshold_remove(*, actor, threshold, reason: str = ""):
+    """Remove a threshold: its owner at once; anyone else asks the owner.
+
+    Returns None (removed) or the approval request (opened)."""
+    from apps.evaluations import permissions as evaluation_permissions
+    from apps.evaluations.services import threshold_delete
+
+    suite = threshold.suite
+    evaluation_permissions.require(actor, evaluation_permissions.AUTHOR, suite)
+    if threshold.owner_id == actor.pk:
+        threshold_delete(actor=actor, threshold=threshold, reason=reason)
+        return None
+    return _open(
+        RequestKind.THRESHOLD_CHANGE,
+        actor=actor,
+        charter=suite.charter,
+        suite=suite,
+        threshold=threshold,
+        proposed={"delete": True, "summary": f"remove {threshold}"[:200]},
+        reason=reason,
+        required=[_owner_slot(threshold.owner, "Owner of the threshold")],
+    )
+
+
+def _plain_suite_value(value):
+    return value.pk if hasattr(value, "pk") else value
+
+
+@transaction.atomic
+def suite_change(*, actor, suite, fields, reason: str = ""):
+    """Change a suite through the one governed path: its name and description at once; what
+    its gate tests (prompt, dataset version, scorers, tolerance, minimum segment size) at once
+    only when nobody else owns one of its thresholds, else as a request every other owner
+    decides. Returns the suite (changed) or the approval request (opened)."""
+    from apps.evaluations import permissions as evaluation_permissions
+    from apps.evaluations.services import suite_update
+    from apps.evaluations.services.suites import gate_changes, other_threshold_owners
+
+    evaluation_permissions.require(actor, evaluation_permissions.AUTHOR, suite)
+    fields = dict(fields)
+    gated = gate_changes(suite, fields)
+    owners = other_threshold_owners(suite, actor)
+    if not gated or not owners:
+        return suite_update(actor=actor, suite=suite, fields=fields, reason=reason)
+    rest = {k: v for k, v in fields.items() if k not in gated and k not in ("slug", "charter")}
+    rest = {k: v for k, v in rest.items() if getattr(suite, k, None) != v}
+    if rest:
+        suite_update(actor=actor, suite=suite, fields=rest, reason=reason)
+    if ApprovalRequest.objects.filter(
+        suite=suite,
+        kind=RequestKind.THRESHOLD_CHANGE,
+        status=RequestStatus.OPEN,
+        proposed__has_key="suite_fields",
+    ).exists():
+        raise InvalidTransition("A change of this suite's gate is already waiting for approval.")
+    proposed = {k: _plain_suite_value(v) for k, v in gated.items()}
+    before = {k: _plain_suite_value(getattr(suite, k)) for k in gated}
+    summary = f"{suite.slug}: " + ", ".join(
+        f"{k} {before[k]!r} → {proposed[k]!r}" for k in sorted(proposed)
+    )
+    return _open(
+        RequestKind.THRESHOLD_CHANGE,
+        actor=actor,
+        charter=suite.charter,
+        suite=suite,
+        proposed={"suite_fields": proposed, "before": before, "summary": summary[:200]},
+        reason=reason,
+        required=[_owner_slot(owner, f"Owner of a threshold of {suite.slug}") for owner in owners],
+    )
+
+
+def _suite_fields_from(proposed: dict) -> dict:
+    """The objects a decided suite change names (kept as ids in the request)."""
+    from apps.evaluations.models import DatasetVersion
+    from apps.prompts.models import Prompt
+
+    fields = dict(proposed)
+    if "dataset_version" in fields:
+        fields["dataset_version"] = DatasetVersion.objects.get(pk=fields["dataset_version"])
+    if "prompt" in fields and fields["prompt"] is not None:
+        fields["prompt"] = Prompt.objects.get(pk=fields["prompt"])
+    return fields

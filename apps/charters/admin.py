@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.utils.html import format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
+from apps.approvals import services as approval_services
 from apps.core.admin_actions import service_action
 from apps.core.history import ScopedHistoryMixin
 
@@ -110,13 +111,24 @@ class CharterAdminForm(forms.ModelForm):
 
 def _transition_action(name: str):
     transition = services.TRANSITIONS[name]
+    if name in services.FOUR_EYES:  # a second person decides: the admin asks, like the web
+        return service_action(
+            f"charter_{name}",
+            f"Ask to {transition.label.lower()}",
+            lambda request, charter, reason: approval_services.charter_transition_request(
+                actor=request.user, charter=charter, name=name, reason=reason
+            ),
+            needs_reason=True,
+            done="requested; the Accountable for approving charters decides",
+        )
     return service_action(
         f"charter_{name}",
         transition.label,
         lambda request, charter, reason: services.charter_transition(
             actor=request.user, charter=charter, name=name, reason=reason
         ),
-        needs_reason=transition.needs_reason,
+        # Compliance pausing, resuming or retiring a charter makes a recorded override.
+        needs_reason=transition.needs_reason or name in services.OVERRIDABLE,
         done=f"{transition.label.lower()} done",
     )
 

@@ -501,8 +501,12 @@ TRANSITIONS: dict[str, Transition] = {
 }
 # Decisions that must come from someone other than the charter's own business owner.
 NO_SELF_DECISION = {"approve", "reject", "go_live"}
-# Called inside every transition's transaction with (actor, charter, name, reason); other
-# apps register here (approvals: submission opens a request, decisions close it).
+# Taking a charter to production needs a second person, compliance included: the Accountable
+# decides a request for it (approvals); the transition itself runs only as that decision.
+FOUR_EYES = {"go_live"}
+# Operating a charter (pause, resume, retire) is the owner's and Responsibles' work; someone
+# who does it only by holding the decide right (compliance) makes a recorded override.
+OVERRIDABLE = {"pause", "resume", "retire"}
 # What the apps above charters add to its lifecycle without charters importing them:
 # TRANSITION_HOOKS run after every transition (approvals opens or closes the decision's
 # request); SUBMIT_CHECKS return field errors that block a submission (approvals: RACI).
@@ -522,8 +526,13 @@ def charter_available_transitions(*, user, charter: Charter, checker=None) -> li
 
 
 @transaction.atomic
-def charter_transition(*, actor, charter: Charter, name: str, reason: str = "") -> Charter:
-    """Move a charter along one lifecycle edge, or refuse with the reason."""
+def charter_transition(
+    *, actor, charter: Charter, name: str, reason: str = "", decided: bool = False
+) -> Charter:
+    """Move a charter along one lifecycle edge, or refuse with the reason.
+
+    `decided` is set by the approvals workflow alone, when it executes an approved request:
+    a go-live happens only that way (four eyes)."""
     transition = TRANSITIONS.get(name)
     if transition is None:
         raise ValidationFailed(f"Unknown transition {name!r}.", errors={"transition": ["Unknown."]})
@@ -531,11 +540,26 @@ def charter_transition(*, actor, charter: Charter, name: str, reason: str = "") 
     locked = Charter.objects.select_for_update().get(pk=charter.pk)
     if name in NO_SELF_DECISION and actor.pk == locked.business_owner_id:
         raise PermissionDenied("The business owner cannot decide on their own charter.")
+    override = (
+        not decided
+        and name in OVERRIDABLE
+        and not permissions.can(actor, permissions.CHANGE, locked)
+    )
+    if override and not (reason or "").strip():
+        raise ValidationFailed(
+            "Acting on a charter you do not run is a recorded override: give the reason.",
+            errors={"reason": ["This field is required."]},
+        )
     if locked.status not in transition.sources:
         allowed = ", ".join(CharterStatus(s).label.lower() for s in transition.sources)
         raise InvalidTransition(
             f"Cannot {transition.label.lower()} a charter that is "
             f"{locked.get_status_display().lower()}; it must be {allowed}."
+        )
+    if name in FOUR_EYES and not decided:
+        raise InvalidTransition(
+            "Taking a charter to production needs a second person: ask for it (an approval "
+            "request the Accountable for approving charters decides, never the person asking)."
         )
     reason = (reason or "").strip()
     if transition.needs_reason and not reason:
@@ -563,15 +587,17 @@ def charter_transition(*, actor, charter: Charter, name: str, reason: str = "") 
     change_reason = f"{transition.label}" + (f": {reason}" if reason else "")
     _save(locked, actor=actor, reason=change_reason, update_fields=update)
     verb = f"charter.{name}" if name in {"submit", "approve", "reject"} else "charter.transition"
+    if override:
+        verb = "charter.override"
     audit.record(
         verb,
         actor=actor,
         obj=locked,
-        data={"transition": name, "to": locked.status, "reason": reason},
+        data={"transition": name, "to": locked.status, "reason": reason, "override": override},
     )
 
     for hook in TRANSITION_HOOKS:  # e.g. approvals opens or closes the decision's request
-        hook(actor=actor, charter=locked, name=name, reason=reason)
+        hook(actor=actor, charter=locked, name=name, reason=reason, override=override)
 
     history_id = locked.history.latest().history_id
     from .tasks import charter_notify_transition

@@ -22,7 +22,9 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
+from apps.approvals import services as approval_services
 from apps.core.errors import InvalidTransition, ValidationFailed
+from apps.core.models import AuditEvent
 
 from . import permissions, selectors, services
 from .choices import MetricLayer
@@ -391,6 +393,10 @@ def charter_detail(request, slug):
         "shares": _shares(charter),
         "share_form": ShareForm() if can_change else None,
         "history_url": _history_url(request.user, charter),
+        # Status changes made by someone who does not run the charter (compliance).
+        "overrides": AuditEvent.objects.filter(charter_id=charter.pk, verb="charter.override")
+        .select_related("actor")
+        .order_by("-id")[:10],
     }
     return render(request, "charters/detail.html", context)
 
@@ -405,6 +411,19 @@ def charter_transition(request, slug, name):
     """Move the charter along one lifecycle edge, then show the outcome on the detail page."""
     charter = _visible_or_404(request.user, slug, detail=False)
     try:
+        if name in services.FOUR_EYES:  # a second person decides: ask, and say who
+            opened = approval_services.charter_transition_request(
+                actor=request.user,
+                charter=charter,
+                name=name,
+                reason=request.POST.get("reason", ""),
+            )
+            messages.success(
+                request,
+                f"Requested (approval request #{opened.pk}): the Accountable for approving "
+                "charters decides, never the person asking.",
+            )
+            return redirect(charter)
         charter = services.charter_transition(
             actor=request.user, charter=charter, name=name, reason=request.POST.get("reason", "")
         )

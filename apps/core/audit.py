@@ -31,6 +31,7 @@ VERBS = {
     "charter.approve": "Charter approved",
     "charter.reject": "Charter rejected",
     "charter.transition": "Charter status changed",
+    "charter.override": "Charter status changed by a compliance override",
     "charter.share": "Charter access granted",
     "charter.unshare": "Charter access removed",
     "prompt.version.approve": "Prompt version approved",

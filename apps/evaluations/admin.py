@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
+from apps.approvals import services as approval_services
 from apps.core import uploads
 from apps.core.admin_actions import ServiceChangeFormMixin, service_action
 from apps.core.history import ScopedHistoryMixin, save_with_history
@@ -306,9 +307,15 @@ class SuiteAdmin(ScopedHistoryMixin, ServiceChangeFormMixin, SimpleHistoryAdmin)
         if isinstance(fields.get("scorers"), str):
             fields["scorers"] = json.loads(fields["scorers"])
         if fields:
-            services.suite_update(
+            outcome = approval_services.suite_change(
                 actor=request.user, suite=obj, fields=fields, reason="Edited in the admin"
             )
+            if not isinstance(outcome, Suite):
+                messages.info(
+                    request,
+                    "What the gate tests changes once its threshold owners approve: "
+                    f"approval request #{outcome.pk}.",
+                )
 
     def save_formset(self, request, form, formset, change):
         suite = form.instance
@@ -323,18 +330,22 @@ class SuiteAdmin(ScopedHistoryMixin, ServiceChangeFormMixin, SimpleHistoryAdmin)
             reason = data.pop("reason", "") or "Changed in the admin"
             if data.pop("DELETE", False):
                 if threshold is not None:
-                    services.threshold_delete(
+                    opened = approval_services.threshold_remove(
                         actor=request.user, threshold=threshold, reason=reason
                     )
+                    if opened is not None:
+                        messages.info(
+                            request,
+                            f"{threshold} belongs to {threshold.owner}: removal requested "
+                            f"(approval request #{opened.pk}).",
+                        )
                 continue
             if not data.get("metric"):
                 continue
             if threshold is None:
                 services.threshold_set(actor=request.user, suite=suite, fields=data, reason=reason)
                 continue
-            from apps.approvals.services import threshold_change
-
-            outcome = threshold_change(
+            outcome = approval_services.threshold_change(
                 actor=request.user, threshold=threshold, fields=data, reason=reason
             )
             if not isinstance(outcome, Threshold):

@@ -12,6 +12,7 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.approvals import services as approval_services
 from apps.charters.selectors import charter_list_authorable
 from apps.core import uploads
 from apps.core.errors import ApplicationError
@@ -22,7 +23,7 @@ from apps.prompts.models import PromptVersion
 from . import permissions, selectors, services
 from .choices import ACTIVE_RUN_STATUSES, ArtifactStatus, ArtifactTask
 from .forms import ArtifactForm, DatasetForm, RunForm, SuiteForm, ThresholdForm, UploadForm
-from .models import CaseResult, DatasetVersion, RunOutput, Threshold
+from .models import CaseResult, DatasetVersion, RunOutput, Suite, Threshold
 from .scoring.stats import compare
 from .services.runs import outputs_from_jsonl, run_progress
 from .services.suites import suite_metrics
@@ -300,11 +301,20 @@ def suite_edit(request, slug):
     form = SuiteForm(request.POST or None, initial=initial, editing=True, **choices)
     if request.method == "POST" and form.is_valid():
         try:
-            services.suite_update(actor=request.user, suite=suite, fields=form.cleaned_data)
+            outcome = approval_services.suite_change(
+                actor=request.user, suite=suite, fields=form.cleaned_data
+            )
         except ApplicationError as exc:
             form_add_errors(form, exc)
         else:
-            messages.success(request, "Suite saved.")
+            if isinstance(outcome, Suite):
+                messages.success(request, "Suite saved.")
+            else:
+                messages.info(
+                    request,
+                    "Saved what you may change at once; what the gate tests changes once its "
+                    f"threshold owners approve (approval request #{outcome.pk}).",
+                )
             return redirect(suite)
     return render(
         request,
@@ -346,10 +356,17 @@ def suite_detail(request, slug):
                 threshold = get_object_or_404(
                     Threshold, pk=request.POST.get("threshold"), suite=suite
                 )
-                services.threshold_delete(
+                opened = approval_services.threshold_remove(
                     actor=request.user, threshold=threshold, reason=request.POST.get("reason", "")
                 )
-                messages.success(request, "Threshold removed.")
+                if opened is None:
+                    messages.success(request, "Threshold removed.")
+                else:
+                    messages.info(
+                        request,
+                        f"The threshold belongs to {threshold.owner}: removal requested "
+                        f"(approval request #{opened.pk}).",
+                    )
                 return redirect(suite)
             elif action == "run":
                 run_form = RunForm(request.POST, request.FILES, versions=versions, models=models)

@@ -29,6 +29,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
+from apps.approvals import services as approval_services
 from apps.charters.choices import RiskTier
 from apps.core.admin_actions import service_action
 from apps.core.errors import ApplicationError, ValidationFailed
@@ -66,6 +67,21 @@ def _run_per_object(modeladmin, request, queryset, run: Callable, done: str) -> 
             modeladmin.message_user(request, f"{obj}: {_refusal(exc)}", messages.ERROR)
         else:
             modeladmin.message_user(request, f"{obj}: {done}.", messages.SUCCESS)
+
+
+def _retire(request, prompt, data) -> None:
+    """Retire as the web and the API do: at once when nothing reads the prompt, else ask."""
+    outcome = approval_services.retirement_request(
+        actor=request.user, prompt=prompt, reason=data["reason"], successor=data["successor"]
+    )
+    if isinstance(outcome, Prompt):
+        messages.info(request, f"{prompt}: retired; resolves now answer 410 Gone.")
+    else:
+        messages.info(
+            request,
+            f"{prompt}: applications still read it, so retirement waits for the Accountable "
+            f"(approval request #{outcome.pk}).",
+        )
 
 
 def _form_action(
@@ -377,14 +393,12 @@ class PromptAdmin(PromptScopedMixin, ReadOnlyMixin, SimpleHistoryAdmin):
             "prompt_retire",
             "Retire",
             _successor_form(RetireForm),
-            lambda request, prompt, data: services.prompt_retire(
-                actor=request.user,
-                prompt=prompt,
-                reason=data["reason"],
-                successor=data["successor"],
-            ),
-            done="retired; resolves now answer 410 Gone",
-            intro="Retirement takes effect at once: every resolve of it answers 410 Gone.",
+            # The same governed path as the web and the API: at once when no application
+            # reads the prompt, else an approval request for the Accountable.
+            _retire,
+            done="done",
+            intro="Retirement takes effect at once when no application reads the prompt; "
+            "otherwise it opens an approval request, as on the web and in the API.",
         ),
     ]
 

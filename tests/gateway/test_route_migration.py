@@ -18,7 +18,6 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.utils.text import slugify
 
 from apps.evaluations.models import Run
 from apps.gateway.models import Route
@@ -131,8 +130,8 @@ def test_each_address_in_use_becomes_one_proposed_endpoint(old_apps):
         assert endpoint.training_use == "unknown"
     llm, llm_other, only_runs = migrated[LLM], migrated[LLM_OTHER_PORT], migrated[ONLY_RUNS]
     # Slugs from the host; a second server on the same host gets the next free one.
-    assert llm.slug == slugify("llm.internal") and llm_other.slug == f"{llm.slug}-2"
-    assert only_runs.slug == slugify("models.example.com")
+    assert llm.slug == "llm-internal" and llm_other.slug == f"{llm.slug}-2"
+    assert only_runs.slug == "models-example-com"
     # The route's credential variable, timeouts and prices are carried to its endpoint.
     assert llm.credential == "LLM_KEY"
     assert (llm.timeout_s, llm.max_retries) == (12, 1)

@@ -19,13 +19,15 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.approvals import services as approval_services
+from apps.approvals.api.serializers import ApprovalRequestSerializer
 from apps.charters.selectors import charter_list_visible
 from apps.core import uploads
 from apps.core.api.parsers import FormParser, JSONParser, MultiPartParser
 from apps.core.errors import ValidationFailed, hidden_reference
 from apps.evaluations import permissions, selectors, services
 from apps.evaluations.choices import ACTIVE_RUN_STATUSES, RunStatus
-from apps.evaluations.models import CaseResult, DatasetVersion, Run, RunOutput, Threshold
+from apps.evaluations.models import CaseResult, DatasetVersion, Run, RunOutput, Suite, Threshold
 from apps.evaluations.services.runs import outputs_from_jsonl
 from apps.prompts import selectors as prompt_selectors
 from apps.prompts.models import Label
@@ -298,7 +300,17 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         suite = services.suite_create(actor=request.user, charter=charter, slug=slug, fields=fields)
         return self._detail(suite.pk, status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.SuiteWriteSerializer, responses={200: s.SuiteSerializer, **ERRORS})
+    @extend_schema(
+        request=s.SuiteWriteSerializer,
+        responses={
+            200: s.SuiteSerializer,
+            202: OpenApiResponse(
+                description="A change of what the gate tests waits for the threshold owners "
+                "(the approval request)"
+            ),
+            **ERRORS,
+        },
+    )
     def partial_update(self, request, *args, **kwargs):
         suite = self.get_object()
         data = s.SuiteWriteSerializer(data=request.data, partial=True)
@@ -310,7 +322,14 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         fields.pop("dataset", None)
         if "prompt" in fields:
             _visible_prompt(request, fields["prompt"])
-        services.suite_update(actor=request.user, suite=suite, fields=fields, reason=reason)
+        outcome = approval_services.suite_change(
+            actor=request.user, suite=suite, fields=fields, reason=reason
+        )
+        if not isinstance(outcome, Suite):
+            return Response(
+                ApprovalRequestSerializer(outcome, context={"request": request}).data,
+                status=status.HTTP_202_ACCEPTED,
+            )
         return self._detail(suite.pk)
 
     @extend_schema(
@@ -349,7 +368,13 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         },
     )
     @extend_schema(
-        methods=["DELETE"], summary="Remove a threshold", responses={204: None, **ERRORS}
+        methods=["DELETE"],
+        summary="Remove a threshold (its owner at once; anyone else through an approval request)",
+        responses={
+            204: None,
+            202: OpenApiResponse(description="An approval request was opened"),
+            **ERRORS,
+        },
     )
     @action(detail=True, methods=["patch", "delete"], url_path=r"thresholds/(?P<threshold_id>\d+)")
     def threshold(self, request, slug=None, threshold_id=None):
@@ -357,15 +382,19 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         threshold = get_object_or_404(Threshold, pk=threshold_id, suite=suite)
         reason = str(request.data.get("reason", "")) if hasattr(request.data, "get") else ""
         if request.method == "DELETE":
-            services.threshold_delete(actor=request.user, threshold=threshold, reason=reason)
-            return Response(status=status.HTTP_204_NO_CONTENT)
+            opened = approval_services.threshold_remove(
+                actor=request.user, threshold=threshold, reason=reason
+            )
+            if opened is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            return Response(
+                ApprovalRequestSerializer(opened, context={"request": request}).data,
+                status=status.HTTP_202_ACCEPTED,
+            )
         data = s.ThresholdSerializer(threshold, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        from apps.approvals.api.serializers import ApprovalRequestSerializer
-        from apps.approvals.services import threshold_change
-
         # The threshold's owner changes it at once; anyone else asks the owner.
-        outcome = threshold_change(
+        outcome = approval_services.threshold_change(
             actor=request.user, threshold=threshold, fields=dict(data.validated_data), reason=reason
         )
         if isinstance(outcome, Threshold):

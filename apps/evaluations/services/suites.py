@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from apps.core import audit
-from apps.core.errors import ValidationFailed
+from apps.core.errors import InvalidTransition, ValidationFailed
 from apps.core.history import delete_with_history
 
 from .. import permissions
@@ -34,6 +34,34 @@ SUITE_FIELDS = (
     "regression_tolerance",
     "min_segment_cases",
 )
+# What decides whether a run passes: changing one of these weakens or moves the gate, so it
+# needs the threshold owners' approval (apps.approvals.services.suite_change).
+GATE_FIELDS = ("prompt", "dataset_version", "scorers", "regression_tolerance", "min_segment_cases")
+
+
+def gate_changes(suite: Suite, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The gate settings in `fields` that differ from the suite's."""
+    changed = {}
+    for key in GATE_FIELDS:
+        if key not in fields:
+            continue
+        value = fields[key]
+        current = getattr(suite, f"{key}_id" if key in ("prompt", "dataset_version") else key)
+        new = value.pk if hasattr(value, "pk") else value
+        if key == "regression_tolerance" and new is not None:
+            new = float(new)
+        if key == "min_segment_cases" and new is not None:
+            new = int(new)
+        # Detaching the gated prompt (None) is a change; elsewhere None means "not given".
+        if (new is not None or key == "prompt") and new != current:
+            changed[key] = value
+    return changed
+
+
+def other_threshold_owners(suite: Suite, actor) -> list:
+    """The owners of the suite's thresholds other than `actor`: they decide gate changes."""
+    owners = {t.owner for t in suite.thresholds.select_related("owner") if t.owner_id != actor.pk}
+    return sorted(owners, key=lambda u: u.pk)
 
 
 def default_artifact(task: str) -> ModelArtifact | None:
@@ -173,10 +201,20 @@ def suite_create(*, actor, charter=None, slug: str = "", fields: Mapping[str, An
 
 
 @transaction.atomic
-def suite_update(*, actor, suite: Suite, fields: Mapping[str, Any], reason: str = "") -> Suite:
-    """Change a suite's scorers, dataset version or tolerances (recorded in its history)."""
+def suite_update(
+    *, actor, suite: Suite, fields: Mapping[str, Any], reason: str = "", decided: bool = False
+) -> Suite:
+    """Change a suite's scorers, dataset version or tolerances (recorded in its history).
+
+    Gate settings change here at once only when nobody else owns one of its thresholds, or
+    once those owners approved (`decided`, set by the approvals workflow alone)."""
     permissions.require(actor, permissions.AUTHOR, suite)
     locked = Suite.objects.select_for_update().get(pk=suite.pk)
+    if not decided and gate_changes(locked, fields) and other_threshold_owners(locked, actor):
+        raise InvalidTransition(
+            "Changing what the suite's gate tests needs its threshold owners' approval: "
+            "ask for the change (it opens an approval request)."
+        )
     errors = _apply(locked, fields, actor)
     if "slug" in fields or "charter" in fields:
         errors["slug" if "slug" in fields else "charter"] = ["This cannot be changed."]
@@ -213,9 +251,17 @@ def threshold_set(
     fields: Mapping[str, Any],
     threshold: Threshold | None = None,
     reason: str = "",
+    decided: bool = False,
 ) -> Threshold:
-    """Add or change one threshold; every change lands in the threshold's history."""
+    """Add or change one threshold; every change lands in the threshold's history.
+
+    Anyone who may author the suite adds a threshold (a stricter gate); an existing one is
+    changed by its owner, or once its owner approved (`decided`, the approvals workflow)."""
     permissions.require(actor, permissions.AUTHOR, suite)
+    if threshold is not None and not decided and threshold.owner_id != actor.pk:
+        raise InvalidTransition(
+            "Only its owner changes a threshold; anyone else asks the owner (an approval request)."
+        )
     errors: dict[str, list[str]] = {
         key: ["Unknown field."] for key in sorted(set(fields) - set(THRESHOLD_FIELDS))
     }
@@ -269,9 +315,16 @@ def threshold_set(
 
 
 @transaction.atomic
-def threshold_delete(*, actor, threshold: Threshold, reason: str = "") -> None:
-    """Remove a threshold (its history keeps the deletion, with who and why)."""
+def threshold_delete(
+    *, actor, threshold: Threshold, reason: str = "", decided: bool = False
+) -> None:
+    """Remove a threshold (its history keeps the deletion, with who and why): its owner at
+    once, anyone else once the owner approved (`decided`, set by the approvals workflow)."""
     permissions.require(actor, permissions.AUTHOR, threshold.suite)
+    if not decided and threshold.owner_id != actor.pk:
+        raise InvalidTransition(
+            "Only its owner removes a threshold; anyone else asks the owner (an approval request)."
+        )
     audit.record(
         "evaluation.threshold",
         actor=actor,

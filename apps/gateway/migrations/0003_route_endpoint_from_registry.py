@@ -14,7 +14,10 @@ def routes_and_runs_to_endpoints(apps, schema_editor):
     """Each distinct base URL in use (gateway routes, generated runs) becomes a *proposed*
     registry endpoint: nothing calls it until compliance approves it. A route's credential
     variable is carried as the endpoint's credential name, which the operator must still
-    declare and bind (AIFACTORY_MODEL_CREDENTIALS) before it is ever read."""
+    declare and bind (AIFACTORY_MODEL_CREDENTIALS) before it is ever read.
+
+    Forward only once routes exist: going back would need the address on every route again,
+    and the registry is where it now lives."""
     from django.utils.text import slugify
 
     Route = apps.get_model("gateway", "Route")
@@ -48,7 +51,7 @@ def routes_and_runs_to_endpoints(apps, schema_editor):
 
     slugs = {}
     for base_url, entry in sorted(found.items()):
-        base = slugify(_host(base_url))[:70] or "endpoint"
+        base = slugify(_host(base_url).replace(".", "-"))[:70] or "endpoint"
         slug, n = base, 2
         while ModelEndpoint.objects.filter(slug=slug).exists():
             slug, n = f"{base}-{n}", n + 1
@@ -83,6 +86,10 @@ def routes_and_runs_to_endpoints(apps, schema_editor):
             config.pop("api_key_env", None)
             run.endpoint = config
             run.save(update_fields=["endpoint"])
+    # PostgreSQL: the deferred foreign-key checks of the rows just written must run now, or
+    # the ALTER TABLE that makes Route.endpoint required fails ("pending trigger events").
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 

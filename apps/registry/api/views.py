@@ -86,6 +86,7 @@ class ModelEndpointViewSet(
     def ask(self, request, slug=None):
         """Ask compliance to approve, reinstate or retire the endpoint."""
         endpoint = self.get_object()
+        permissions.require(request.user, permissions.PROPOSE)
         data = EndpointRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         opened = approval_services.endpoint_request(
@@ -101,6 +102,7 @@ class ModelEndpointViewSet(
     def suspend(self, request, slug=None):
         """The emergency stop: nothing calls the endpoint from now on (a reason is recorded)."""
         endpoint = self.get_object()
+        permissions.require(request.user, permissions.OPERATE)
         data = SuspendSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         endpoint = services.endpoint_suspend(

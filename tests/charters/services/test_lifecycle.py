@@ -25,8 +25,10 @@ def move(charter, *steps):
     for name in steps:
         actor = carl if name in services.NO_SELF_DECISION else charter.business_owner
         reason = "because" if services.TRANSITIONS[name].needs_reason else ""
+        # A go-live runs only as an approved request's execution (four eyes): as the
+        # approvals workflow runs it.
         charter = services.charter_transition(
-            actor=actor, charter=charter, name=name, reason=reason
+            actor=actor, charter=charter, name=name, reason=reason, decided=name == "go_live"
         )
     return charter
 
@@ -255,3 +257,58 @@ def test_history_rows_carry_the_actor_and_the_reason(charter, owner, compliance)
 def test_review_date_in_the_past_is_reported_overdue(charter):
     charter.review_date = timezone.localdate() - dt.timedelta(days=1)
     assert charter.review_overdue
+
+
+def test_a_direct_go_live_is_refused_even_for_compliance(charter, compliance):
+    charter = move(charter, "submit", "approve", "start_pilot")
+    with pytest.raises(InvalidTransition) as exc:
+        services.charter_go_live(actor=compliance, charter=charter, reason="ship it")
+    assert "second person" in exc.value.message
+    charter.refresh_from_db()
+    assert charter.status == S.PILOT
+
+
+def test_go_live_needs_a_second_compliance_officer(charter, compliance):
+    from apps.approvals import services as approvals
+
+    cleo = factories.compliance_officer("cleo")
+    charter = move(charter, "submit", "approve", "start_pilot")
+    request = approvals.charter_transition_request(
+        actor=compliance, charter=charter, name="go_live", reason="ready"
+    )
+    with pytest.raises(PermissionDenied):
+        approvals.approval_decide(actor=compliance, request=request, verdict="approve")
+    approvals.approval_decide(actor=cleo, request=request, verdict="approve")
+    charter.refresh_from_db()
+    assert charter.status == S.PRODUCTION
+
+
+def test_compliance_acting_directly_is_a_recorded_override(
+    charter, compliance, django_capture_on_commit_callbacks
+):
+    from apps.core.models import AuditEvent
+
+    charter = move(charter, "submit", "approve", "start_pilot", "go_live")
+    with django_capture_on_commit_callbacks(execute=True):
+        charter = services.charter_pause(actor=compliance, charter=charter, reason="Incident 43")
+    with pytest.raises(ValidationFailed):  # an override always says why
+        services.charter_transition(actor=compliance, charter=charter, name="resume")
+    event = AuditEvent.objects.filter(verb="charter.override").latest("id")
+    assert event.data["reason"] == "Incident 43" and event.data["override"] is True
+    told = Notification.objects.filter(verb="charter.override")
+    assert charter.business_owner in {n.recipient for n in told}
+
+
+def test_an_override_shows_on_the_charter_and_in_the_evidence_pack(client, charter, compliance):
+    from apps.approvals.evidence import pack
+
+    charter = move(charter, "submit", "approve", "start_pilot", "go_live")
+    services.charter_pause(actor=compliance, charter=charter, reason="Regulator asked us to stop")
+    compliance.refresh_from_db()  # move() signs Carl in again with a fresh password hash
+    client.force_login(compliance)
+    response = client.get(charter.get_absolute_url(), follow=True)
+    page = response.content.decode()
+    assert response.redirect_chain == []
+    assert "Compliance overrides" in page and "Regulator asked us to stop" in page
+    (override,) = pack(charter)["overrides"]
+    assert override["data"]["reason"] == "Regulator asked us to stop"
