@@ -55,9 +55,6 @@ def main() -> int:
     owner = factories.business_owner("olivia")
     outsider = factories.outsider("oscar")
     charter = factories.CharterFactory(business_owner=owner, created_by=owner)
-    from apps.charters import services as charter_services
-
-    charter_services.charter_share  # noqa: B018  (the owner's rights come with the factory)
     prompt = PromptFactory(charter=charter, owner=owner, slug="support-reply")
     from apps.prompts import services as prompt_services
 

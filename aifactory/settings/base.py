@@ -63,6 +63,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Near the top, so it also answers for what the middleware below raise: JSON 503/500
+    # for the API (a plain 503 for pages while the database is down), never a traceback.
+    "apps.core.middleware.ApiErrorMiddleware",
     "apps.core.middleware.RefuseNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,8 +75,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.core.middleware.CorrelationIdMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    # Last, so it sees a view's exception first: JSON 503/500 for the API, never a traceback.
-    "apps.core.middleware.ApiErrorMiddleware",
 ]
 
 ROOT_URLCONF = "aifactory.urls"

@@ -3,10 +3,12 @@ the refusal of NUL characters, which no text column can store."""
 
 import logging
 import re
+import sys
 import uuid
 from contextvars import ContextVar
 
 from django.conf import settings
+from django.core.signals import got_request_exception
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 
 logger = logging.getLogger("django.request")
@@ -103,51 +105,78 @@ class RefuseNulMiddleware:
         return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
 
 
+def _remember_exception(sender, request=None, **kwargs) -> None:
+    """got_request_exception: keep what escaped, for ApiErrorMiddleware to answer for."""
+    if request is not None:
+        request.unhandled_exception = sys.exc_info()[1]
+
+
+got_request_exception.connect(_remember_exception, dispatch_uid="apps.core.remember_exception")
+
+
+def _unavailable(api: bool) -> HttpResponse:
+    from aifactory.exceptions import unavailable_response
+
+    if api:
+        return unavailable_response()
+    response = HttpResponse(
+        "The service is temporarily unavailable; try again shortly.",
+        status=503,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["Retry-After"] = str(getattr(settings, "API_UNAVAILABLE_RETRY_AFTER", 5))
+    return response
+
+
 class ApiErrorMiddleware:
-    """Errors that escape a view never answer with a traceback or an HTML page to the API:
-    a database that does not answer is a JSON 503 with Retry-After (web pages get a plain
-    503 page), anything else under /api/ a JSON 500, in every mode (DEBUG included)."""
+    """Errors never answer the API with a traceback or an HTML page: a database that does not
+    answer is a JSON 503 with Retry-After (web pages get a plain 503 page), anything else under
+    /api/ a JSON 500, in every mode (DEBUG included).
+
+    A view's exception arrives in `process_exception`. One raised by another middleware
+    (sessions and authentication query the database) has already been turned into a 500 page,
+    DEBUG's with a traceback: placed near the top, this sees that page on its way out and
+    answers instead, knowing the exception from the got_request_exception signal."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
+        replacement = self._replacement(request, response)
+        if replacement is None:
+            return response
+        if response.has_header("X-Request-ID"):
+            replacement["X-Request-ID"] = response["X-Request-ID"]
+        return replacement
+
+    def _replacement(self, request, response) -> HttpResponse | None:
+        api = request.path.startswith("/api/")
+        if response.status_code == 500:
+            from aifactory.exceptions import DatabaseUnavailable, server_error_response
+
+            if isinstance(getattr(request, "unhandled_exception", None), DatabaseUnavailable):
+                return _unavailable(api)
+            if api and not response.get("Content-Type", "").startswith("application/json"):
+                return server_error_response()
         if (
-            request.path.startswith("/api/")
-            and response.status_code in (404, 500)
+            api
+            and response.status_code == 404
             and response.get("Content-Type", "").startswith("text/html")
         ):
-            # DEBUG's technical 404 and 500 pages (a URL matching nothing, an error raised
-            # outside a view) would show the URL patterns or a traceback.
-            from aifactory.exceptions import server_error_response
-
-            if response.status_code == 500:
-                return server_error_response()
+            # DEBUG's technical 404 page (a URL matching nothing) lists the URL patterns.
             return JsonResponse(
                 {"detail": "Not found.", "code": "not_found", "errors": {}}, status=404
             )
-        return response
+        return None
 
     def process_exception(self, request, exception):
-        from aifactory.exceptions import (
-            DatabaseUnavailable,
-            server_error_response,
-            unavailable_response,
-        )
+        from aifactory.exceptions import DatabaseUnavailable, server_error_response
 
         api = request.path.startswith("/api/")
         if isinstance(exception, DatabaseUnavailable):
             logger.error("database unavailable on %s: %s", request.path, exception)
-            if api:
-                return unavailable_response()
-            response = HttpResponse(
-                "The service is temporarily unavailable; try again shortly.",
-                status=503,
-                content_type="text/plain; charset=utf-8",
-            )
-            response["Retry-After"] = str(getattr(settings, "API_UNAVAILABLE_RETRY_AFTER", 5))
-            return response
+            return _unavailable(api)
         if api:
             logger.error(
                 "unhandled error on %s",

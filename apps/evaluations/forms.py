@@ -6,6 +6,8 @@ import json
 
 from django import forms
 
+from apps.core import jsonlimits
+
 from .choices import Aggregate, ArtifactTask, Comparator, OutputSource
 
 SCORERS_EXAMPLE = json.dumps(
@@ -93,9 +95,11 @@ class SuiteForm(forms.Form):
 
     def clean_scorers(self):
         try:
-            return json.loads(self.cleaned_data["scorers"])
+            return jsonlimits.loads(self.cleaned_data["scorers"])
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+        except jsonlimits.TooDeep as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class ThresholdForm(forms.Form):

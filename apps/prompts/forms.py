@@ -6,6 +6,7 @@ from django import forms
 from django.forms import formset_factory
 
 from apps.charters.choices import RiskTier
+from apps.core import jsonlimits
 
 from .choices import ChangeKind, MessageRole, TaskType, TemplateKind
 
@@ -78,11 +79,13 @@ class VersionForm(forms.Form):
         if not raw:
             return {}
         try:
-            value = json.loads(raw)
+            value = jsonlimits.loads(raw)
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(
                 f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
             ) from None
+        except jsonlimits.TooDeep as exc:
+            raise forms.ValidationError(str(exc)) from None
         if not isinstance(value, dict):
             raise forms.ValidationError("The model configuration is a JSON object ({…}).")
         return value

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import io
 
-from django.conf import settings
 from rest_framework import parsers
 
 from apps.core.errors import ValidationFailed
+from apps.core.jsonlimits import depth_message, max_depth, too_deep
 from apps.core.middleware import JSON_NUL, NUL_MESSAGE, nul_field
 
 
@@ -22,27 +22,6 @@ def _check_fields(data) -> None:
         _refuse(field)
 
 
-def too_deep(value, limit: int) -> bool:
-    """Whether `value` nests lists and objects more than `limit` levels (no recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
-def depth_message(limit: int) -> str:
-    return f"The JSON body nests deeper than {limit} levels."
-
-
 class JSONParser(parsers.JSONParser):
     """Reads the body as DRF does; a `\\u0000` escape in it is refused as invalid input, and
     so is nesting deeper than API_JSON_MAX_DEPTH (a 400, never a RecursionError's 500)."""
@@ -51,11 +30,10 @@ class JSONParser(parsers.JSONParser):
         data = stream.read() if stream is not None else b""
         if JSON_NUL.search(data):
             _refuse("body")
-        limit = int(getattr(settings, "API_JSON_MAX_DEPTH", 64))
+        limit = max_depth()
         try:
             parsed = super().parse(io.BytesIO(data), media_type, parser_context)
         except RecursionError:
-            parsed = None
             deep = True
         else:
             deep = too_deep(parsed, limit)

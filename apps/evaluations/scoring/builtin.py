@@ -190,7 +190,7 @@ def parse_json_output(output: str) -> tuple[bool, Any]:
 
     try:
         return True, json.loads(text, parse_constant=reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # a thousand-deep output would fail the whole batch
         return False, None
 
 
