@@ -331,3 +331,9 @@ def raci_remove(*, actor, assignment: RaciAssignment, reason: str = "") -> None:
     )
     if charter is not None:
         permissions_recompute(charter=charter, actor=actor)
+
+
+def owner_changed(*, charter: Charter, actor=None) -> None:
+    """charters' OWNER_CHANGE_HOOKS: the former owner lost the owner's rights; give back
+    whatever their RACI roles still grant them."""
+    permissions_recompute(charter=charter, actor=actor)

@@ -298,6 +298,58 @@ def _execute(request: ApprovalRequest, actor, *, note: str) -> None:
     )
 
 
+def current_slots(request: ApprovalRequest) -> list[dict]:
+    """Who decides the request now: from the charter's current RACI (or the thresholds'
+    current owners), never from who it was when the request opened."""
+    if request.kind == RequestKind.THRESHOLD_CHANGE:
+        if "suite_fields" in request.proposed and request.suite_id:
+            from apps.evaluations.services.suites import other_threshold_owners
+
+            owners = other_threshold_owners(request.suite, request.requested_by)
+            return [
+                _owner_slot(owner, f"Owner of a threshold of {request.suite.slug}")
+                for owner in owners
+            ] or request.required
+        if request.threshold_id:
+            return [_owner_slot(request.threshold.owner, "Owner of the threshold")]
+        return request.required
+    charter = request.charter
+    if request.kind == RequestKind.PROMOTION and request.prompt_version_id:
+        charter = request.prompt_version.prompt.charter
+    return required_slots(request.kind, charter, request.risk_tier)
+
+
+def refresh_approvers(request: ApprovalRequest, *, actor=None) -> bool:
+    """Bring the request's approvers up to date; tell the new ones. True when they changed."""
+    slots = current_slots(request)
+    before = {(s["activity"], s["role"]): set(s["members"]) for s in request.required}
+    after = {(s["activity"], s["role"]): set(s["members"]) for s in slots}
+    if before == after:
+        return False
+    added = set().union(*after.values()) - set().union(*before.values()) if after else set()
+    request.required = slots
+    note = "Approvers updated from the current RACI"
+    save_with_history(request, actor=actor, reason=note, update_fields=["required"])
+    audit.record(
+        "approval.request",
+        actor=actor,
+        obj=request,
+        charter_id=request.charter_id,
+        data={"kind": request.kind, "subject": request.subject, "approvers_changed": True},
+    )
+    if added:
+        transaction.on_commit(
+            lambda: _notify(
+                request,
+                added,
+                "approval.requested",
+                f"Approval requested: {request.subject}",
+                "You now decide this request (the charter's RACI changed).",
+            )
+        )
+    return True
+
+
 def may_decide(user, request: ApprovalRequest) -> bool:
     """Accountable members decide (and anyone granted `approvals.decide_any`, which no group
     holds by default: compliance approves where the RACI makes it Accountable); Consulted
@@ -328,6 +380,9 @@ def approval_decide(
         raise InvalidTransition(
             f"This request is {locked.get_status_display().lower()}; it takes no more decisions."
         )
+    # Who may decide is who the RACI names now: someone removed since the request opened
+    # decides nothing, and someone named since may.
+    refresh_approvers(locked, actor=actor)
     consulted = _people(locked, Role.CONSULTED, Role.INFORMED)
     deciding = may_decide(actor, locked)
     if verdict == Verdict.COMMENT:

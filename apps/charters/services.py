@@ -305,6 +305,20 @@ def charter_update(
         raise ValidationFailed("The charter is not valid.", errors=errors)
     if locked.business_owner_id != previous_owner_id:
         _grant_owner(locked, locked.business_owner)
+        # A handover takes the former owner's rights away (share them back explicitly);
+        # rights their RACI roles give them are recomputed by the hooks (approvals).
+        previous = get_user_model().objects.filter(pk=previous_owner_id).first()
+        if previous is not None:
+            for codename in OWNER_PERMS:
+                remove_perm(codename, previous, locked)
+        audit.record(
+            "charter.owner",
+            actor=actor,
+            obj=locked,
+            data={"from": previous_owner_id, "to": locked.business_owner_id},
+        )
+        for hook in OWNER_CHANGE_HOOKS:
+            hook(charter=locked, actor=actor)
     return locked
 
 
@@ -512,6 +526,8 @@ OVERRIDABLE = {"pause", "resume", "retire"}
 # request); SUBMIT_CHECKS return field errors that block a submission (approvals: RACI).
 TRANSITION_HOOKS: list = []
 SUBMIT_CHECKS: list = []
+# Run after a charter changes hands (approvals recomputes RACI-derived permissions).
+OWNER_CHANGE_HOOKS: list = []
 
 
 def charter_available_transitions(*, user, charter: Charter, checker=None) -> list[Transition]:

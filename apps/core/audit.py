@@ -32,6 +32,7 @@ VERBS = {
     "charter.reject": "Charter rejected",
     "charter.transition": "Charter status changed",
     "charter.override": "Charter status changed by a compliance override",
+    "charter.owner": "Charter handed to a new business owner",
     "charter.share": "Charter access granted",
     "charter.unshare": "Charter access removed",
     "prompt.version.approve": "Prompt version approved",
