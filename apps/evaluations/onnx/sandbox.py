@@ -14,7 +14,7 @@ runs `validate.inspect_artifact` in a fresh interpreter with
 and passes the report back as JSON on stdout. A child that exceeds a limit yields a report
 with the reason, never an exception.
 
-    python -m apps.evaluations.onnx.sandbox < request.json   (what the parent runs)
+    python -m apps.evaluations.onnx.sandbox < {"limits": {...}, "request": {...}}
 """
 
 from __future__ import annotations
@@ -45,17 +45,15 @@ class Limits:
         return int(self.wall_seconds) + 5
 
 
-def _apply_limits(limits: Limits):
-    def limit() -> None:
-        import resource
+def _limit_self(memory_mb: int, cpu_seconds: int) -> None:
+    """In the child, first thing: set in the child rather than by a `preexec_fn`, which is
+    unsafe in a worker that has threads."""
+    import resource
 
-        memory = limits.memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.setsid()  # its own process group: a timeout kills every thread and child
-
-    return limit
+    memory = int(memory_mb) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds) + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _child_env() -> dict[str, str]:
@@ -87,14 +85,20 @@ def inspect_bounded(request: dict[str, Any], limits: Limits) -> dict[str, Any]:
             stderr=subprocess.PIPE,
             cwd=str(ROOT),
             env=_child_env(),
-            preexec_fn=_apply_limits(limits),  # noqa: PLW1509  (no threads hold locks here)
+            start_new_session=True,  # its own process group: a timeout kills all it started
         )
     except OSError as exc:
         return _refused(f"Validation could not start: {exc}.", task)
+    message = {
+        "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds},
+        "request": request,
+    }
     try:
-        out, err = child.communicate(json.dumps(request).encode(), timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        _kill(child)
+        out, err = child.communicate(json.dumps(message).encode(), timeout=limits.wall_seconds)
+    except BaseException as exc:
+        _kill(child)  # a soft time limit or shutdown in the worker leaves no child behind
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         return _refused(
             f"Validation exceeded the {limits.wall_seconds:g} s time limit: the model runs too "
             "long on a one-text smoke run (a loop with a huge trip count?).",
@@ -107,26 +111,38 @@ def inspect_bounded(request: dict[str, Any], limits: Limits) -> dict[str, Any]:
         except ValueError:
             return _refused("Validation gave an unreadable answer.", task)
         if isinstance(report, dict) and "ok" in report:
-            if any("alloc" in str(p).lower() for p in report.get("problems", [])):
-                report["problems"].append(
-                    f"Validation runs within a {limits.memory_mb} MB memory limit."
-                )
+            # ONNX Runtime turns a refused allocation into an ordinary failure: name the limit.
+            if _out_of_memory(" ".join(map(str, report.get("problems", [])))):
+                report["problems"].insert(0, _over_memory(limits))
             return report
         return _refused("Validation gave an unreadable answer.", task)
-    if "MemoryError" in text or "bad_alloc" in text or "Failed to allocate" in text:
+    if _out_of_memory(text):
+        return _refused(_over_memory(limits), task)
+    if child.returncode == -signal.SIGXCPU:
+        return _refused(f"Validation exceeded its CPU-time limit ({limits.cpu_seconds} s).", task)
+    if child.returncode == -signal.SIGKILL:
         return _refused(
-            f"Validation exceeded the {limits.memory_mb} MB memory limit: the model allocates "
-            "more than a scorer may.",
-            task,
-        )
-    if child.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        return _refused(
-            f"Validation exceeded its CPU-time limit ({limits.cpu_seconds} s).",
+            f"Validation was killed: it exceeded its CPU-time limit ({limits.cpu_seconds} s) "
+            f"or the {limits.memory_mb} MB memory limit.",
             task,
         )
     last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "")
     return _refused(
         f"Validation stopped (exit {child.returncode}): {last[:300] or 'no message'}", task
+    )
+
+
+OUT_OF_MEMORY = ("MemoryError", "bad_alloc", "Failed to allocate", "alloc failed")
+
+
+def _out_of_memory(text: str) -> bool:
+    return any(marker in text for marker in OUT_OF_MEMORY)
+
+
+def _over_memory(limits: Limits) -> str:
+    return (
+        f"Validation exceeded the {limits.memory_mb} MB memory limit: the model allocates "
+        "more than a scorer may."
     )
 
 
@@ -144,18 +160,24 @@ def _block_network() -> None:
     def refused(*args, **kwargs):
         raise OSError("network access is disabled while validating a model")
 
-    socket.socket = refused  # type: ignore[misc,assignment]
+    class NoSocket(socket.socket):
+        # Still a class: `ssl` subclasses socket.socket when it is first imported.
+        def __init__(self, *args, **kwargs):
+            refused()
+
+    socket.socket = NoSocket  # type: ignore[misc]
     socket.create_connection = refused  # type: ignore[assignment]
     socket.getaddrinfo = refused  # type: ignore[assignment]
 
 
 def main() -> int:
+    message = json.loads(sys.stdin.buffer.read())
+    _limit_self(**message["limits"])
     _block_network()
-    request = json.loads(sys.stdin.buffer.read())
     from apps.evaluations.onnx.validate import inspect_artifact
 
     try:
-        report = inspect_artifact(**request)
+        report = inspect_artifact(**message["request"])
     except MemoryError:
         print("MemoryError", file=sys.stderr)
         return 3
