@@ -345,6 +345,34 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Audit anchoring -------------------------------------------------------------------------
+# Checkpoints of the audit chain are signed (HMAC-SHA256) with a key the database never holds,
+# appended to an append-only file and logged on `aifactory.audit`. Production keeps the key
+# (AIFACTORY_AUDIT_KEY, or a file named by AIFACTORY_AUDIT_KEY_FILE) and the anchor file off the
+# database host; the embedded default creates a key file under var/ (0600) on first use.
+AUDIT_SIGNING_KEY = os.environ.get("AIFACTORY_AUDIT_KEY", "")
+AUDIT_SIGNING_KEY_FILE = Path(
+    os.environ.get("AIFACTORY_AUDIT_KEY_FILE", VAR_DIR / "audit-signing.key")
+)
+# Keys that signed older checkpoints, still accepted when verifying them (after a rotation).
+AUDIT_SIGNING_OLD_KEYS = env_list("AIFACTORY_AUDIT_OLD_KEYS")
+AUDIT_ANCHOR_FILE = Path(
+    os.environ.get("AIFACTORY_AUDIT_ANCHOR_FILE", VAR_DIR / "audit-anchors.jsonl")
+)
+# The database the checkpoints describe (default: the configured name). Set it when a backup
+# is restored under another name, so the restored log is still held against its checkpoints.
+AUDIT_ANCHOR_DATABASE = os.environ.get("AIFACTORY_AUDIT_DATABASE", "")
+# AIFACTORY_AUDIT_SYSLOG=/dev/log (or host:514) also sends each checkpoint to syslog.
+if os.environ.get("AIFACTORY_AUDIT_SYSLOG"):
+    _syslog = os.environ["AIFACTORY_AUDIT_SYSLOG"]
+    _host, _, _port = _syslog.partition(":")
+    LOGGING["handlers"]["audit_syslog"] = {
+        "class": "logging.handlers.SysLogHandler",
+        "address": _syslog if _syslog.startswith("/") else (_host, int(_port or 514)),
+        "formatter": "plain",
+    }
+    LOGGING["loggers"]["aifactory.audit"] = {"handlers": ["audit_syslog"], "level": "INFO"}
 SITE_URL = os.environ.get("AIFACTORY_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # Periodic work, run by `celery beat` (embedded in the local worker with -B). The schedule
@@ -375,6 +403,10 @@ AIFACTORY_DEFAULT_BEAT_SCHEDULE = {
     "certifications-remind": {
         "task": "apps.approvals.tasks.certifications_remind",
         "schedule": 60 * 60 * 6,
+    },
+    "audit-checkpoint": {
+        "task": "apps.core.tasks.audit_checkpoint",
+        "schedule": 60 * 5,
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -97,3 +97,36 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head at #{self.last_id}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed snapshot of the chain's head, also written outside the database.
+
+    Each one is appended to the anchor file and the `aifactory.audit` log as it is made, and
+    signed with a key the database never holds: a log cut back to an earlier state, emptied or
+    rebuilt no longer matches the newest checkpoint (`manage.py verify_audit` names it).
+    `seals` carries the content digests of rows first seen by this checkpoint (dataset versions).
+    """
+
+    sequence = models.BigIntegerField(help_text="The id of the newest event it covers.")
+    head_hash = models.CharField(max_length=64)
+    event_count = models.BigIntegerField(help_text="How many events have an id up to sequence.")
+    created_at = models.DateTimeField()
+    database = models.CharField(max_length=255, blank=True)
+    key_id = models.CharField(max_length=16)
+    seals = models.JSONField(default=dict, blank=True)
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.pk} at event #{self.sequence}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit checkpoints are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit checkpoints are append-only.")

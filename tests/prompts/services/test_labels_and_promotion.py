@@ -103,15 +103,17 @@ def test_gate_checks_plug_in(approved, owner, monkeypatch):
     assert exc.value.errors["gate"] == ["evaluation_passed: No evaluation run."]
 
 
-def test_which_version_was_live_on_a_date(prompt, approved, owner, compliance):
-    services.promotion_execute(actor=owner, version=approved)
+def test_which_version_was_live_on_a_date(prompt, approved, owner, compliance, monkeypatch):
+    # Label moves are append-only (PostgreSQL refuses to backdate one): move it in the past.
+    ten_days_ago = timezone.now() - dt.timedelta(days=10)
+    with monkeypatch.context() as past:
+        past.setattr(timezone, "now", lambda: ten_days_ago)
+        services.promotion_execute(actor=owner, version=approved)
     v2 = services.version_create(
         actor=owner, prompt=prompt, fields=version_fields(model_config={"temperature": 0})
     )
     services.version_submit(actor=owner, version=v2)
     services.version_approve(actor=compliance, version=v2)
-    first = LabelMove.objects.get(prompt=prompt)
-    LabelMove.objects.filter(pk=first.pk).update(moved_at=timezone.now() - dt.timedelta(days=10))
     services.promotion_execute(actor=owner, version=v2)
     five_days_ago = timezone.now() - dt.timedelta(days=5)
     assert (
