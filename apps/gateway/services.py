@@ -18,6 +18,7 @@ from apps.core.errors import ApplicationError, ValidationFailed
 from apps.evaluations import generation
 from apps.prompts import permissions as prompt_permissions
 from apps.prompts import policy
+from apps.prompts import selectors as prompt_selectors
 from apps.prompts.choices import PromptStatus
 from apps.prompts.models import Label, Prompt
 from apps.registry import services as registry_services
@@ -135,6 +136,23 @@ def prompt_execute(
     if found is None:
         raise GatewayError(
             f"Prompt {slug} has no label {label!r}.", status_code=404, code="not_found"
+        )
+    codes = sorted(
+        set(
+            prompt_selectors.unwaived_blocking_findings(found.version).values_list(
+                "rule__code", flat=True
+            )
+        )
+    )
+    if codes:
+        # Never served, whatever the label: the rule codes, never the version's content.
+        raise GatewayError(
+            f"Prompt {slug} label {label!r} points at v{found.version.number}, which has "
+            f"unwaived blocking policy findings ({', '.join(codes)}); it is not served until "
+            "compliance waives them.",
+            status_code=409,
+            code="blocked_by_findings",
+            blocking_findings=codes,
         )
     route = Route.objects.select_related("endpoint").filter(prompt=prompt).first()
     if route is None:

@@ -15,17 +15,20 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.charters.choices import CharterStatus
 from apps.core import audit
+from apps.core.choices import RiskTier
 from apps.core.errors import Conflict, InvalidTransition, ValidationFailed
 from apps.core.groups import INTEGRATIONS, in_group
 from apps.core.history import delete_with_history, save_with_history
 from apps.core.hotcache import key_cache_key, once_per
 
-from . import content, permissions, policy
+from . import content, permissions, policy, selectors
 from .choices import PROTECTED_LABELS, PromptStatus, Severity, TemplateKind, VersionStatus
 from .models import (
     Application,
@@ -87,6 +90,37 @@ def _lock(model, pk):
     return model.objects.select_for_update().get(pk=pk)
 
 
+class BlockedByFindings(InvalidTransition):
+    """The version has unwaived blocking policy findings: no label may point at it and
+    nothing serves it. Names the rule codes, never the version's content."""
+
+    code = "blocked_by_findings"
+
+    def __init__(self, version: PromptVersion, codes: list[str], *, field: str = "label") -> None:
+        self.codes = codes
+        message = (
+            f"v{version.number} has unwaived blocking policy findings ({', '.join(codes)}): "
+            "a compliance officer must waive them before any label serves it."
+        )
+        super().__init__(
+            message, errors={field: [f"Unwaived blocking policy findings: {', '.join(codes)}."]}
+        )
+
+
+def blocking_codes(version: PromptVersion) -> list[str]:
+    """The rule codes of the version's unwaived blocking findings, sorted; empty when clean."""
+    return sorted(
+        set(selectors.unwaived_blocking_findings(version).values_list("rule__code", flat=True))
+    )
+
+
+def require_servable(version: PromptVersion, *, field: str = "label") -> None:
+    """Refuse a version with unwaived blocking findings (label moves, resolve, render, execute)."""
+    codes = blocking_codes(version)
+    if codes:
+        raise BlockedByFindings(version, codes, field=field)
+
+
 # --- prompts --------------------------------------------------------------------------------------
 
 
@@ -113,7 +147,12 @@ def prompt_create(
         errors["slug"] = ["A prompt with this slug already exists; slugs are stable identifiers."]
     if charter.status == CharterStatus.RETIRED:
         errors["charter"] = ["The charter is retired."]
+    floor = charter.risk_tier
+    if "risk_level" not in fields and _below(prompt.risk_level, floor):
+        prompt.risk_level = floor  # the model's default rises to the charter's tier
     errors.update(_full_clean(prompt))
+    if "risk_level" not in errors and _below(prompt.risk_level, floor):
+        errors["risk_level"] = [_floor_message(floor)]
     if errors:
         raise ValidationFailed("The prompt is not valid.", errors=errors)
     _save(prompt, actor=actor, reason="Created")
@@ -124,21 +163,65 @@ def prompt_create(
 
 @transaction.atomic
 def prompt_update(*, actor, prompt: Prompt, fields: Mapping[str, Any]) -> Prompt:
-    """Edit a prompt's catalog metadata (not its content: that lives in versions)."""
-    permissions.require(actor, permissions.AUTHOR, prompt)
+    """Edit a prompt's catalog metadata (not its content: that lives in versions).
+
+    Its authors edit everything but lower the risk level; compliance (reviewers) decides the
+    risk level, down to the charter's tier, and only that, on prompts it does not author."""
+    compliance_only = not permissions.can(actor, permissions.AUTHOR, prompt) and permissions.can(
+        actor, permissions.REVIEW, prompt
+    )
+    permissions.require(actor, permissions.VIEW if compliance_only else permissions.AUTHOR, prompt)
     allowed = tuple(f for f in PROMPT_FIELDS if f not in {"slug", "charter"})
     errors = _unknown(fields, allowed)
     locked = _lock(Prompt, prompt.pk)
     if locked.status == PromptStatus.RETIRED:
         raise InvalidTransition("A retired prompt cannot be changed.")
+    was = locked.risk_level
     for field in allowed:
         if field in fields:
+            if (
+                compliance_only
+                and field != "risk_level"
+                and fields[field] != getattr(locked, field)
+            ):
+                raise PermissionDenied(
+                    "You may not author this prompt: compliance changes only its risk level."
+                )
             setattr(locked, field, fields[field])
     errors.update(_full_clean(locked))
+    reason = "Edited"
+    if "risk_level" not in errors and locked.risk_level != was:
+        # Raising it is the author's call; lowering it, down to the charter's tier, is
+        # compliance's (the risk level decides the fast track and the policy rules).
+        floor = locked.charter.risk_tier if locked.charter_id else ""
+        lowered = _below(locked.risk_level, was)
+        if _below(locked.risk_level, floor):
+            errors["risk_level"] = [_floor_message(floor)]
+        elif lowered and not permissions.can(actor, permissions.REVIEW, locked):
+            errors["risk_level"] = [
+                f"Lowering the risk level from {was} to {locked.risk_level} is for compliance "
+                "to decide: ask a compliance officer to make this change."
+            ]
+        elif lowered:
+            reason = (
+                f"Edited; risk level lowered from {was} to {locked.risk_level} by compliance"
+                + (f" (charter floor: {floor})" if floor else "")
+            )
     if errors:
         raise ValidationFailed("The prompt is not valid.", errors=errors)
-    _save(locked, actor=actor, reason="Edited")
+    _save(locked, actor=actor, reason=reason)
     return locked
+
+
+def _below(level: str, floor: str) -> bool:
+    """Whether risk `level` ranks below `floor` (low < medium < high < critical); an unknown
+    or empty value is never below anything (validation reports it on its own)."""
+    order = list(RiskTier.values)
+    return level in order and floor in order and order.index(level) < order.index(floor)
+
+
+def _floor_message(floor: str) -> str:
+    return f"The charter is {floor} risk: a prompt under it cannot be rated below {floor}."
 
 
 # --- versions ---------------------------------------------------------------------------------------
@@ -278,6 +361,7 @@ def version_submit(*, actor, version: PromptVersion) -> PromptVersion:
         )
         for f in version_policy_findings(locked)
     )
+    resolved_forget(locked.pk)  # bulk_create sends no signal
     locked.status = VersionStatus.IN_REVIEW
     locked.submitted_at = timezone.now()
     _save(
@@ -449,6 +533,7 @@ def promotion_gate(version: PromptVersion, actor=None) -> list[GateResult]:
 def _move(
     actor, prompt: Prompt, name: str, version: PromptVersion, reason: str, protected: bool
 ) -> Label:
+    require_servable(version)
     label = Label.objects.select_for_update().filter(prompt=prompt, name=name).first()
     previous = label.version if label else None
     if label and label.version_id == version.pk:
@@ -540,6 +625,26 @@ def resolve_cache_key(slug: str, label: str) -> str:
 
 def prompt_meta_cache_key(slug: str) -> str:
     return f"prompts:meta:{slug}"
+
+
+def resolved_forget(version_id: int) -> None:
+    """Forget resolve's cached payload for every label on the version, now and again on commit
+    (a resolve racing the transaction must not keep the state from before it)."""
+    keys = [
+        resolve_cache_key(slug, name)
+        for slug, name in Label.objects.filter(version_id=version_id).values_list(
+            "prompt__slug", "name"
+        )
+    ]
+    if keys:
+        cache.delete_many(keys)
+        transaction.on_commit(lambda: cache.delete_many(keys))
+
+
+@receiver((post_save, post_delete), sender=PolicyFinding, dispatch_uid="prompts.finding.resolved")
+def finding_changed(sender, instance, **kwargs) -> None:
+    """A finding added, waived or un-waived changes whether its version may be served."""
+    resolved_forget(instance.version_id)
 
 
 def prompt_saved(sender, instance, **kwargs) -> None:

@@ -472,6 +472,10 @@ class ResolveView(APIView):
             401: OpenApiResponse(description="No or invalid credentials"),
             404: ERRORS[404],
             429: OpenApiResponse(description="Too many failed API keys from this address"),
+            409: OpenApiResponse(
+                description="The label's version has unwaived blocking policy findings "
+                "(code blocked_by_findings, blocking_findings: the rule codes)"
+            ),
             410: OpenApiResponse(description="The prompt is retired; see successor"),
         },
     )
@@ -542,6 +546,8 @@ class ResolveView(APIView):
         )
         if payload is None:
             return _problem(f"Prompt {slug} has no label {label!r}.", "not_found", 404)
+        if "blocked" in payload:
+            return _blocked(slug, label, payload)
         if application_id is not None:
             services.consumer_record(
                 application_id=application_id, prompt_id=meta["id"], label=label
@@ -564,6 +570,20 @@ LABEL = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 def _problem(detail: str, code: str, status_code: int, **extra) -> JsonResponse:
     return JsonResponse({"detail": detail, "code": code, "errors": {}, **extra}, status=status_code)
+
+
+def _blocked(slug: str, label: str | None, payload: dict) -> JsonResponse:
+    """409 for a version with unwaived blocking findings (behind a label, or asked for by
+    number): the rule codes, never the content."""
+    codes, number = payload["blocked"], payload["version"]
+    what = f"label {label!r} points at v{number}, which" if label else f"v{number}"
+    return _problem(
+        f"Prompt {slug} {what} has unwaived blocking policy findings ({', '.join(codes)}); "
+        "it is not served until compliance waives them.",
+        services.BlockedByFindings.code,
+        409,
+        blocking_findings=codes,
+    )
 
 
 def _prompt_meta(slug: str, cache_key: str) -> dict | None:
@@ -656,6 +676,11 @@ def _label_payload(prompt_id: int, slug: str, label: str, cache_key: str) -> dic
     if target is None:
         return None
     version = target.version
+    codes = services.blocking_codes(version)
+    if codes:
+        # Never cached: a waiver makes it servable at once, and a finding added or un-waived
+        # later forgets the cached payload (services.resolved_forget).
+        return {"blocked": codes, "version": version.number}
     payload = {
         "prompt": slug,
         "label": label,
@@ -693,6 +718,9 @@ class RenderView(APIView):
         number = data.validated_data.get("version")
         if number is not None:
             version = _version(Prompt.objects.get(pk=meta["id"]), number)
+            codes = services.blocking_codes(version)
+            if codes:
+                return _blocked(slug, None, {"blocked": codes, "version": number})
         else:
             # A label renders from resolve's cached payload: no query once it is warm.
             label_name = data.validated_data.get("label", "production")
@@ -702,6 +730,8 @@ class RenderView(APIView):
             )
             if not payload:
                 raise NotFound(f"Prompt {slug} has no label {label_name!r}.")
+            if "blocked" in payload:
+                return _blocked(slug, label_name, payload)
             version = _Resolved(json.loads(payload["json"]))
         sources = content.sources(version.template_kind, version.messages, version.text)
         try:
