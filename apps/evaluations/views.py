@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -23,7 +24,7 @@ from apps.prompts.models import PromptVersion
 from . import permissions, selectors, services
 from .choices import ACTIVE_RUN_STATUSES, ArtifactStatus, ArtifactTask
 from .forms import ArtifactForm, DatasetForm, RunForm, SuiteForm, ThresholdForm, UploadForm
-from .models import CaseResult, DatasetVersion, RunOutput, Suite, Threshold
+from .models import DatasetVersion, Suite, Threshold
 from .scoring.stats import compare
 from .services.runs import outputs_from_jsonl, run_progress
 from .services.suites import suite_metrics
@@ -439,6 +440,7 @@ def _run_or_404(user, pk):
             "model_under_test",
             "created_by",
             "baseline__prompt_version",
+            "dataset_version__dataset",
         )
         .filter(pk=pk)
         .first()
@@ -496,24 +498,29 @@ def _segment_rows(run, thresholds):
     return metrics, rows
 
 
-def _worst_cases(run):
-    ids = []
-    for case_ids in run.summary.get("worst_cases", {}).values():
-        ids.extend(case_ids[:5])
-    ids = list(dict.fromkeys(ids))[:15]
-    results = {
-        r.case_id: r
-        for r in CaseResult.objects.filter(run=run, case_id__in=ids).select_related("case")
-    }
-    outputs = dict(
-        RunOutput.objects.filter(run=run, case_id__in=ids).values_list("case_id", "output")
-    )
-    return [{"result": results[i], "output": outputs.get(i, "")} for i in ids if i in results]
+# What the run page says in place of a case field its reader may not see.
+HIDDEN_NOTE = "Hidden: you may not view this run's dataset."
+
+
+def _worst_cases(user, run):
+    """The worst cases in the shape the run page reads, as `user` may see them."""
+    rows = []
+    for view in selectors.run_worst_cases(user, run):
+        case = SimpleNamespace(
+            external_id=view.case_id,
+            segments=view.segments,
+            expected=HIDDEN_NOTE if view.hidden else view.expected,
+            contexts=[HIDDEN_NOTE] if view.hidden else view.contexts,
+        )
+        result = SimpleNamespace(case=case, metrics=view.metrics, error=view.error)
+        rows.append({"result": result, "output": view.output})
+    return rows
 
 
 @login_required
 def run_detail(request, pk):
     run = _run_or_404(request.user, pk)
+    shown = selectors.run_summary_for(request.user, run)
     thresholds = list(run.suite.thresholds.all())
     metrics, segment_rows = _segment_rows(run, thresholds) if run.summary else ([], [])
     overall = [
@@ -536,8 +543,8 @@ def run_detail(request, pk):
             "overall": overall,
             "metrics": metrics,
             "segment_rows": segment_rows,
-            "worst": _worst_cases(run) if run.summary else [],
-            "labels": run.summary.get("labels"),
+            "worst": _worst_cases(request.user, run) if run.summary else [],
+            "labels": shown.get("labels"),
             "can_run": permissions.can(request.user, permissions.RUN, run),
         },
     )

@@ -6,7 +6,6 @@ from apps.charters.models import Charter
 from apps.evaluations.choices import Aggregate, ArtifactTask, Comparator, OutputSource, Verdict
 from apps.evaluations.models import (
     Case,
-    CaseResult,
     Dataset,
     DatasetVersion,
     ModelArtifact,
@@ -283,9 +282,16 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class RunDetailSerializer(RunSerializer):
+    # The view passes the summary as the reader may see it (`selectors.run_summary_for`);
+    # without it the serializer fails rather than show what the reader may not see.
+    summary = serializers.SerializerMethodField()
+
     class Meta(RunSerializer.Meta):
         fields = [*RunSerializer.Meta.fields, "summary", "comparison", "endpoint"]
         read_only_fields = fields
+
+    def get_summary(self, obj) -> dict:
+        return self.context["summary"]
 
 
 class RunStartSerializer(serializers.Serializer):
@@ -320,26 +326,23 @@ class OutputItemSerializer(serializers.Serializer):
     output = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
 
-class CaseResultSerializer(serializers.ModelSerializer):
-    case = serializers.CharField(source="case.external_id")
-    segments = serializers.JSONField(source="case.segments")
-    expected = serializers.CharField(source="case.expected")
-    contexts = serializers.JSONField(source="case.contexts")
-    output = serializers.SerializerMethodField()
+class CaseResultSerializer(serializers.Serializer):
+    """One scored case (a `selectors.CaseView`): the case fields are null when hidden."""
 
-    class Meta:
-        model = CaseResult
-        fields = [
-            "case",
-            "segments",
-            "metrics",
-            "passed",
-            "error",
-            "output",
-            "expected",
-            "contexts",
-        ]
-        read_only_fields = fields
-
-    def get_output(self, obj) -> str:
-        return self.context.get("outputs", {}).get(obj.case_id, "")
+    case = serializers.CharField(source="case_id", read_only=True)
+    segments = serializers.JSONField(read_only=True)
+    metrics = serializers.JSONField(read_only=True)
+    passed = serializers.BooleanField(read_only=True)
+    error = serializers.CharField(read_only=True)
+    output = serializers.CharField(read_only=True)
+    expected = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="null: you may not view the dataset (outputs, scores and pass/fail only).",
+    )
+    contexts = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        allow_null=True,
+        help_text="null: you may not view the dataset.",
+    )

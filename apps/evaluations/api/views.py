@@ -483,7 +483,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     def get_queryset(self):
         qs = selectors.run_list_visible(self.request.user).select_related(
-            "suite", "prompt_version__prompt", "model_under_test", "created_by"
+            "suite",
+            "prompt_version__prompt",
+            "model_under_test",
+            "created_by",
+            "dataset_version__dataset",
         )
         suite = self.request.query_params.get("suite")
         if suite:
@@ -492,6 +496,15 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     def get_serializer_class(self):
         return s.RunDetailSerializer if self.action == "retrieve" else s.RunSerializer
+
+    @extend_schema(responses={200: s.RunDetailSerializer, 404: ERRORS[404]})
+    def retrieve(self, request, *args, **kwargs):
+        run = self.get_object()
+        context = {
+            **self.get_serializer_context(),
+            "summary": selectors.run_summary_for(request.user, run),
+        }
+        return Response(s.RunDetailSerializer(run, context=context).data)
 
     @extend_schema(
         summary="Start a run; with outputs and wait, this is the whole CI gate in one call",
@@ -617,7 +630,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return verdict_response(run, request)
 
     @extend_schema(
-        summary="Per-case results with output, expected answer and context",
+        summary="Per-case results: output, scores, pass/fail; the expected answer and context "
+        "only for who may view the dataset",
         parameters=[
             OpenApiParameter("failed", bool, description="Only cases that missed a pass mark."),
             OpenApiParameter("segment", str, description="key=value, e.g. language=de"),
@@ -641,9 +655,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 "case_id", "output"
             )
         )
-        return self.get_paginated_response(
-            s.CaseResultSerializer(page, many=True, context={"outputs": outputs}).data
+        rows = selectors.case_views(
+            page, outputs, visible=selectors.run_case_fields_visible(request.user, run)
         )
+        return self.get_paginated_response(s.CaseResultSerializer(rows, many=True).data)
 
 
 class JsonlStreamParser(BaseParser):
