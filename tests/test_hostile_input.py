@@ -82,6 +82,11 @@ EXCLUDED = {
     ("approvals.ApprovalRequest", "risk_tier"),  # a copy of a choice
     ("approvals.Decision", "roles"),  # R/A/C/I codes
     ("approvals.RaciGrant", "codename"),  # permission codenames
+    ("core.AuditCheckpoint", "head_hash"),  # computed: a sha256
+    ("core.AuditCheckpoint", "database"),  # the server's own database name
+    ("core.AuditCheckpoint", "key_id"),  # computed from the signing key
+    ("core.AuditCheckpoint", "seals"),  # computed digests of dataset versions
+    ("core.AuditCheckpoint", "signature"),  # computed: an HMAC
     ("registry.ModelEndpoint", "base_url"),  # a URL checked by the egress rules
     ("registry.ModelEndpoint", "slug"),  # a slug
     ("registry.ModelEndpoint", "provider_kind"),  # a choice
