@@ -137,10 +137,11 @@ def promotion_request(
             errors={"label": ["Only protected labels need an approval."]},
         )
     version = PromptVersion.objects.select_related("prompt__charter", "author").get(pk=version.pk)
-    if ApprovalRequest.objects.filter(
-        prompt_version=version, label=name, status=RequestStatus.OPEN
-    ).exists():
-        raise InvalidTransition("An approval request for this version and label is already open.")
+    _refuse_if_open(
+        "An approval request for this version and label is already open.",
+        prompt_version=version,
+        label=name,
+    )
     prompt = version.prompt
     request = ApprovalRequest(
         kind=RequestKind.PROMOTION,
@@ -509,6 +510,12 @@ def visible_requests(user):
     return ApprovalRequest.objects.filter(visible)
 
 
+def _refuse_if_open(message: str, **subject) -> None:
+    """One open request per subject: a second waits for the first to be decided."""
+    if ApprovalRequest.objects.filter(status=RequestStatus.OPEN, **subject).exists():
+        raise InvalidTransition(message)
+
+
 def _open(
     kind: str, *, actor, charter, required: list[dict], reason: str, notify: bool = True, **fields
 ) -> ApprovalRequest:
@@ -568,10 +575,11 @@ def charter_transition_request(*, actor, charter, name: str, reason: str = "") -
         raise InvalidTransition(
             f"A {charter.get_status_display().lower()} charter cannot {TRANSITIONS[name].label.lower()}."
         )
-    if ApprovalRequest.objects.filter(
-        charter=charter, kind=RequestKind.CHARTER_TRANSITION, status=RequestStatus.OPEN
-    ).exists():
-        raise InvalidTransition("A charter decision is already waiting for approval.")
+    _refuse_if_open(
+        "A charter decision is already waiting for approval.",
+        charter=charter,
+        kind=RequestKind.CHARTER_TRANSITION,
+    )
     return _open(
         RequestKind.CHARTER_TRANSITION,
         actor=actor,
@@ -665,14 +673,7 @@ def threshold_change(*, actor, threshold, fields: dict, reason: str = ""):
         return threshold_set(
             actor=actor, suite=suite, threshold=threshold, fields=fields, reason=reason
         )
-    owner = threshold.owner
-    slot = {
-        "activity": Activity.OWN_EVALUATION_THRESHOLDS,
-        "role": Role.ACCOUNTABLE,
-        "label": "Owner of the threshold",
-        "who": owner.get_full_name() or owner.get_username(),
-        "members": [owner.pk],
-    }
+    slot = _owner_slot(threshold.owner, "Owner of the threshold")
     cleaned = {k: (v.pk if hasattr(v, "pk") else v) for k, v in fields.items() if k != "owner"}
     summary = f"{threshold} → " + ", ".join(f"{k}={v}" for k, v in cleaned.items())
     return _open(
@@ -701,10 +702,11 @@ def retirement_request(*, actor, prompt, reason: str, successor=None):
         )
     if not prompt.consumers.exists():
         return prompt_retire(actor=actor, prompt=prompt, reason=reason, successor=successor)
-    if ApprovalRequest.objects.filter(
-        prompt=prompt, kind=RequestKind.RETIREMENT, status=RequestStatus.OPEN
-    ).exists():
-        raise InvalidTransition("A retirement request for this prompt is already open.")
+    _refuse_if_open(
+        "A retirement request for this prompt is already open.",
+        prompt=prompt,
+        kind=RequestKind.RETIREMENT,
+    )
     return _open(
         RequestKind.RETIREMENT,
         actor=actor,
@@ -724,12 +726,21 @@ def endpoint_request(*, actor, endpoint, change: str, reason: str = "", fields=N
 
     registry_permissions.require(actor, registry_permissions.PROPOSE)
     endpoint = ModelEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    governed = (
+        registry_services.governed_changes(endpoint, fields or {}) if change == "change" else {}
+    )
+    return _endpoint_request(
+        actor=actor, endpoint=endpoint, change=change, reason=reason, governed=governed
+    )
+
+
+def _endpoint_request(*, actor, endpoint, change: str, reason: str, governed: dict):
+    """Open the request on a locked endpoint; `governed` are the cleaned fields that differ."""
     problem = registry_services.change_problem(endpoint, change)
     if problem:
         raise InvalidTransition(problem)
     proposed: dict = {}
     if change == "change":
-        governed = registry_services.governed_changes(endpoint, fields or {})
         if not governed:
             raise ValidationFailed(
                 "Nothing to decide: no field that says where data goes would change.",
@@ -742,10 +753,11 @@ def endpoint_request(*, actor, endpoint, change: str, reason: str = "", fields=N
         proposed["summary"] = ", ".join(
             f"{k}: {proposed['before'][k]!r} → {proposed['fields'][k]!r}" for k in sorted(governed)
         )[:500]
-    if ApprovalRequest.objects.filter(
-        endpoint=endpoint, kind=RequestKind.ENDPOINT, status=RequestStatus.OPEN
-    ).exists():
-        raise InvalidTransition("A decision on this endpoint is already waiting for approval.")
+    _refuse_if_open(
+        "A decision on this endpoint is already waiting for approval.",
+        endpoint=endpoint,
+        kind=RequestKind.ENDPOINT,
+    )
     return _open(
         RequestKind.ENDPOINT,
         actor=actor,
@@ -782,8 +794,8 @@ def endpoint_change(*, actor, endpoint, fields, reason: str = ""):
     endpoint = registry_services.endpoint_edit(actor=actor, endpoint=endpoint, fields=undecided)
     if not governed:
         return endpoint
-    return endpoint_request(
-        actor=actor, endpoint=endpoint, change="change", reason=reason, fields=governed
+    return _endpoint_request(
+        actor=actor, endpoint=endpoint, change="change", reason=reason, governed=governed
     )
 
 
@@ -846,13 +858,12 @@ def suite_change(*, actor, suite, fields, reason: str = ""):
     rest = {k: v for k, v in rest.items() if getattr(suite, k, None) != v}
     if rest:
         suite_update(actor=actor, suite=suite, fields=rest, reason=reason)
-    if ApprovalRequest.objects.filter(
+    _refuse_if_open(
+        "A change of this suite's gate is already waiting for approval.",
         suite=suite,
         kind=RequestKind.THRESHOLD_CHANGE,
-        status=RequestStatus.OPEN,
         proposed__has_key="suite_fields",
-    ).exists():
-        raise InvalidTransition("A change of this suite's gate is already waiting for approval.")
+    )
     proposed = {k: _plain_suite_value(v) for k, v in gated.items()}
     before = {k: _plain_suite_value(getattr(suite, k)) for k in gated}
     summary = f"{suite.slug}: " + ", ".join(

@@ -26,6 +26,7 @@ from apps.core import audit
 from apps.core.errors import InvalidTransition, ValidationFailed
 from apps.core.history import delete_with_history, save_with_history
 from apps.registry import selectors as registry_selectors
+from apps.registry import services as registry_services
 
 from . import permissions
 from .choices import CharterStatus, MetricDirection, MetricLayer, MetricRole
@@ -674,16 +675,18 @@ def endpoint_status_notify(sender, *, endpoint, previous, actor, reason, **kwarg
     is suspended, retired or reinstated (once per charter and change)."""
     from apps.core.services import notification_send
 
-    if endpoint.status == previous or endpoint.status == "approved" and previous == "proposed":
+    notice = registry_services.status_change_notice(endpoint, previous)
+    if notice is None:
         return
+    verb, title, key = notice
     charters = Charter.objects.filter(dependencies__endpoint=endpoint).distinct()
     for charter in charters.select_related("business_owner"):
         owners = [u for u in (charter.business_owner, charter.created_by) if u is not None]
         notification_send(
             recipients=owners,
-            verb=f"registry.endpoint.{endpoint.status}",
-            title=f"Model endpoint {endpoint.name} is now {endpoint.get_status_display().lower()}",
+            verb=verb,
+            title=title,
             body=f"{charter.title} depends on it. Reason: {reason or 'none given'}",
             url=charter.get_absolute_url(),
-            dedupe_key=f"endpoint:{endpoint.pk}:{endpoint.status}:{endpoint.updated_at.isoformat()}:charter:{charter.pk}",
+            dedupe_key=f"{key}:charter:{charter.pk}",
         )

@@ -246,6 +246,10 @@ class _CheckedConnection:
     _tunnel_host: str | None
     _tunnel_port: int | None
 
+    def __init__(self, *args, route: _Route, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.route = route
+
     def _checked_socket(self) -> socket.socket:
         route = self.route
         here = (self.host.lower(), self.port)
@@ -274,10 +278,6 @@ class _CheckedConnection:
 
 
 class _CheckedHTTPConnection(_CheckedConnection, http.client.HTTPConnection):
-    def __init__(self, *args, route: _Route, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.route = route
-
     def connect(self):
         self.sock = self._checked_socket()
         if self._tunnel_host:
@@ -285,10 +285,6 @@ class _CheckedHTTPConnection(_CheckedConnection, http.client.HTTPConnection):
 
 
 class _CheckedHTTPSConnection(_CheckedConnection, http.client.HTTPSConnection):
-    def __init__(self, *args, route: _Route, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.route = route
-
     def connect(self):
         self.sock = self._checked_socket()
         if self._tunnel_host:

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.core.choices import RiskTier
+from apps.core.choices import stricter_tier
 from apps.core.errors import ApplicationError, ValidationFailed
 from apps.evaluations import generation
 from apps.prompts import permissions as prompt_permissions
@@ -110,9 +110,7 @@ def _cost(endpoint, usage: dict) -> Decimal:
 
 def _risk_tier(prompt) -> str:
     """The stricter of the prompt's and its charter's risk tiers (starters have no charter)."""
-    order = list(RiskTier.values)
-    tiers = [t for t in (prompt.risk_level, getattr(prompt.charter, "risk_tier", "")) if t in order]
-    return max(tiers, key=order.index) if tiers else ""
+    return stricter_tier(prompt.risk_level, getattr(prompt.charter, "risk_tier", ""))
 
 
 def route_check(*, prompt, endpoint, model: str) -> None:
@@ -342,17 +340,19 @@ def endpoint_status_notify(sender, *, endpoint, previous, actor, reason, **kwarg
     suspended, retired or reinstated (its executions stop or resume)."""
     from apps.core.services import notification_send
 
-    if endpoint.status == previous or endpoint.status == "approved" and previous == "proposed":
+    notice = registry_services.status_change_notice(endpoint, previous)
+    if notice is None:
         return
+    verb, title, key = notice
     for route in Route.objects.filter(endpoint=endpoint).select_related("prompt__owner"):
         prompt = route.prompt
         if prompt.owner_id is None:
             continue
         notification_send(
             recipients=[prompt.owner],
-            verb=f"registry.endpoint.{endpoint.status}",
-            title=f"Model endpoint {endpoint.name} is now {endpoint.get_status_display().lower()}",
+            verb=verb,
+            title=title,
             body=f"Executions of {prompt.slug} go to it. Reason: {reason or 'none given'}",
             url=prompt.get_absolute_url(),
-            dedupe_key=f"endpoint:{endpoint.pk}:{endpoint.status}:{endpoint.updated_at.isoformat()}:route:{route.pk}",
+            dedupe_key=f"{key}:route:{route.pk}",
         )

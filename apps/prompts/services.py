@@ -22,7 +22,7 @@ from django.utils.text import slugify
 
 from apps.charters.choices import CharterStatus
 from apps.core import audit
-from apps.core.choices import RiskTier
+from apps.core.choices import risk_rank
 from apps.core.errors import Conflict, InvalidTransition, ValidationFailed
 from apps.core.groups import INTEGRATIONS, in_group
 from apps.core.history import delete_with_history, save_with_history
@@ -216,8 +216,7 @@ def prompt_update(*, actor, prompt: Prompt, fields: Mapping[str, Any]) -> Prompt
 def _below(level: str, floor: str) -> bool:
     """Whether risk `level` ranks below `floor` (low < medium < high < critical); an unknown
     or empty value is never below anything (validation reports it on its own)."""
-    order = list(RiskTier.values)
-    return level in order and floor in order and order.index(level) < order.index(floor)
+    return 0 <= risk_rank(level) < risk_rank(floor)
 
 
 def _floor_message(floor: str) -> str:
@@ -741,7 +740,7 @@ def prompt_fork(*, actor, source: PromptVersion, charter, name: str, slug: str =
         "description": f"Forked from {base.slug} v{source.number}. {base.description}".strip(),
         "business_function": base.business_function,
         "task_type": base.task_type,
-        "risk_level": max(base.risk_level, charter.risk_tier, key=_risk_rank),
+        "risk_level": max(base.risk_level, charter.risk_tier, key=risk_rank),
         "model_family": base.model_family,
         "tags": list(base.tags),
         "policy_tags": list(base.policy_tags),
@@ -768,10 +767,6 @@ def prompt_fork(*, actor, source: PromptVersion, charter, name: str, slug: str =
         },
     )
     return prompt
-
-
-def _risk_rank(level: str) -> int:
-    return ["low", "medium", "high", "critical"].index(level)
 
 
 # --- applications and lineage ------------------------------------------------------------------------

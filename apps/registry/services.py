@@ -419,3 +419,17 @@ def endpoint_suspend(*, actor, endpoint: ModelEndpoint, reason: str) -> ModelEnd
         verb="registry.endpoint.suspend",
     )
     return endpoint
+
+
+def status_change_notice(endpoint: ModelEndpoint, previous: str) -> tuple[str, str, str] | None:
+    """(verb, title, dedupe prefix) for telling the users of an endpoint that its status
+    changed; None when nothing changed for them (no change, or a first approval)."""
+    if endpoint.status == previous or (
+        endpoint.status == EndpointStatus.APPROVED and previous == EndpointStatus.PROPOSED
+    ):
+        return None
+    return (
+        f"registry.endpoint.{endpoint.status}",
+        f"Model endpoint {endpoint.name} is now {endpoint.get_status_display().lower()}",
+        f"endpoint:{endpoint.pk}:{endpoint.status}:{endpoint.updated_at.isoformat()}",
+    )

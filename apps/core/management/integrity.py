@@ -18,19 +18,12 @@ from apps.evaluations.models import Case, DatasetVersion
 from apps.prompts import content
 from apps.prompts.choices import VersionStatus
 from apps.prompts.models import PromptVersion
+from apps.prompts.services import VERSION_FIELDS
 
 DATASET_VERSION = "evaluations.datasetversion"
-# A submitted version's content: these never change once it leaves draft.
-PROMPT_CONTENT = (
-    "template_kind",
-    "messages",
-    "text",
-    "variables",
-    "model_config",
-    "release_notes",
-    "change_kind",
-    "content_hash",
-)
+# A submitted version's content (what its author writes, and its hash): these never change
+# once it leaves draft.
+PROMPT_CONTENT = (*VERSION_FIELDS, "content_hash")
 CHUNK = 500
 
 

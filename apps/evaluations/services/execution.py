@@ -18,7 +18,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from apps.core.choices import RiskTier
+from apps.core.choices import stricter_tier
 from apps.registry import selectors as registry_selectors
 from apps.registry import services as registry_services
 
@@ -129,13 +129,10 @@ def _policy_rules():
 
 def run_risk_tier(suite, prompt_version=None) -> str:
     """The stricter of the risk tiers of the suite's charter and the prompt under test."""
-    order = list(RiskTier.values)
-    tiers = [
+    return stricter_tier(
         getattr(suite.charter, "risk_tier", "") if suite.charter_id else "",
         prompt_version.prompt.risk_level if prompt_version is not None else "",
-    ]
-    tiers = [t for t in tiers if t in order]
-    return max(tiers, key=order.index) if tiers else ""
+    )
 
 
 def _generate(run: Run, cases: list[Case]) -> dict[int, Produced]:

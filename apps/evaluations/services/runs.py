@@ -100,12 +100,11 @@ def _clean_endpoint(raw: Any, *, risk_tier: str) -> tuple[dict, list[str]]:
     problems = [f"Unknown key '{k}'." for k in sorted(set(raw) - ENDPOINT_KEYS)]
     model = str(raw.get("model") or "")
     try:
-        registry_services.usable(
+        endpoint = registry_services.usable(
             registry_selectors.endpoint_by_slug(raw.get("slug")), model, risk_tier=risk_tier
         )
     except registry_services.EndpointRefused as exc:
         return {}, [*problems, exc.message]
-    endpoint = registry_selectors.endpoint_by_slug(raw.get("slug"))
     cleaned = endpoint.snapshot(model)
     if raw.get("concurrency") is not None:
         try:
